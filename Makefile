@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine with only python3 and make: `make demo` and `make test`.
+# Each creates .venv if missing and installs the project once (a stamp file skips it next time).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,plot]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/tfsal demo --out demo_out
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/run.py --out BENCHMARKS.md
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check tfsal tests benchmarks scripts
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache

@@ -1,0 +1,29 @@
+"""tfsal: gradient-based saliency maps for TensorFlow / Keras 3 image classifiers.
+
+Images are float32 RGB in [0, 1], shape (N, H, W, 3); every method is a pure function
+`method(model, images, targets=None, **hyperparameters)` returning raw signed attributions.
+"""
+
+from tfsal.errors import TfsalError
+from tfsal.methods import (METHODS, cam, completeness_delta, grad_cam, gradient_x_input,
+                           integrated_gradients, make_baseline, smoothgrad, vanilla_gradient,
+                           vargrad)
+from tfsal.model import Model, load_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "METHODS",
+    "Model",
+    "TfsalError",
+    "cam",
+    "completeness_delta",
+    "grad_cam",
+    "gradient_x_input",
+    "integrated_gradients",
+    "load_model",
+    "make_baseline",
+    "smoothgrad",
+    "vanilla_gradient",
+    "vargrad",
+]

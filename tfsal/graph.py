@@ -1,0 +1,209 @@
+"""Run a Keras functional or sequential model op by op, with hooks, without changing it.
+
+Keras 3 executes a functional model by walking its node graph; `GraphRunner` walks the same
+graph itself so that tfsal can, inside one differentiable trace:
+
+- read the output (or input) of any layer, also of layers inside nested models (a pretrained
+  base used as a layer is the common case), addressed by a path such as ``"base/block5_conv3"``;
+- evaluate the output layer without its softmax, giving true logits from the same weights;
+- later, substitute activation functions with gradient-override versions.
+
+The user's model is never mutated: layers are called as they are; the one layer whose softmax
+is dropped is evaluated through a shallow copy whose ``activation`` is replaced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+
+from tfsal.errors import TfsalError
+
+_POOLING = (
+    keras.layers.MaxPooling2D,
+    keras.layers.AveragePooling2D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling2D,
+)
+
+
+def is_graph_model(obj) -> bool:
+    """True for models whose graph tfsal can walk (functional and sequential Keras models)."""
+    return isinstance(obj, keras.Sequential) or (
+        isinstance(obj, keras.Model) and hasattr(obj, "_run_through_graph") and obj._inputs
+    )
+
+
+def _is_softmax(layer) -> bool:
+    if isinstance(layer, keras.layers.Softmax):
+        return True
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", None) == "softmax"
+
+
+def _sequential_layers(model) -> list:
+    return list(model.layers)
+
+
+@dataclass
+class _Run:
+    """Per-call state: which paths to record and what was recorded."""
+
+    capture_outputs: frozenset
+    capture_inputs: frozenset
+    linear_path: str | None
+    captured: dict = field(default_factory=dict)
+
+
+class GraphRunner:
+    """Executes a functional/sequential Keras model layer by layer (see the module docstring)."""
+
+    def __init__(self, model: keras.Model):
+        if not is_graph_model(model):
+            raise TfsalError(
+                "expected a functional or sequential Keras model (built, with known inputs), "
+                f"received {type(model).__name__}"
+            )
+        if len(model.outputs) != 1:
+            raise TfsalError(
+                f"expected a model with one output (N, classes), received {len(model.outputs)}"
+            )
+        self.model = model
+        self._layers = self._flatten(model, "")
+        self.head_path = self._output_path(model, "")
+        head = self.layer(self.head_path)
+        self._linear_head = _without_softmax(head) if _is_softmax(head) else None
+
+    # ----------------------------------------------------------------------------- structure
+    def _flatten(self, model, prefix: str) -> list[tuple[str, object]]:
+        out = []
+        for layer in model.layers:
+            path = prefix + layer.name
+            if is_graph_model(layer):
+                out.extend(self._flatten(layer, path + "/"))
+            out.append((path, layer))
+        return out
+
+    def _output_path(self, model, prefix: str) -> str:
+        if isinstance(model, keras.Sequential):
+            layer = model.layers[-1]
+        else:
+            layer = model.outputs[0]._keras_history.operation
+        path = prefix + layer.name
+        return self._output_path(layer, path + "/") if is_graph_model(layer) else path
+
+    @property
+    def paths(self) -> list[str]:
+        """Every layer path in execution order (nested layers before the model that holds them)."""
+        return [p for p, _ in self._layers]
+
+    def layer(self, path: str):
+        """The layer object at an exact path."""
+        for p, layer in self._layers:
+            if p == path:
+                return layer
+        raise TfsalError(f"expected one of the layer paths {self.paths}, received {path!r}")
+
+    def resolve(self, layer: str | int) -> str:
+        """Turn a layer name, path or index into an exact path; ambiguity is an error."""
+        if isinstance(layer, (int,)) and not isinstance(layer, bool):
+            paths = [p for p, lay in self._layers if not isinstance(lay, keras.layers.InputLayer)]
+            if not -len(paths) <= layer < len(paths):
+                raise TfsalError(
+                    f"expected a layer index in [{-len(paths)}, {len(paths)}), received {layer}"
+                )
+            return paths[layer]
+        if not isinstance(layer, str):
+            raise TfsalError(f"expected a layer name, path or index, received {layer!r}")
+        if layer in self.paths:
+            return layer
+        matches = [p for p in self.paths if p.rsplit("/", 1)[-1] == layer]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise TfsalError(f"layer name {layer!r} is ambiguous; expected one of {matches}")
+        raise TfsalError(f"expected a layer name or path of this model, received {layer!r}; "
+                         f"layers are: {', '.join(self.paths)}")
+
+    def head_is_softmax(self) -> bool:
+        return _is_softmax(self.layer(self.head_path))
+
+    def last_feature_map(self) -> str:
+        """Path of the last layer with a spatial (rank-4) output that is not a pooling layer."""
+        for path, layer in reversed(self._layers):
+            if isinstance(layer, _POOLING) or is_graph_model(layer):
+                continue
+            try:
+                rank = len(layer.output.shape)
+            except (AttributeError, ValueError):
+                continue
+            if rank == 4:
+                return path
+        raise TfsalError("expected a model with a convolutional (N, h, w, channels) feature map, "
+                         "found no layer with a rank-4 output")
+
+    def after(self, path: str) -> list[tuple[str, object]]:
+        """The layers executed after `path` (flattened order), models themselves excluded."""
+        idx = self.paths.index(path)
+        return [(p, lay) for p, lay in self._layers[idx + 1:] if not is_graph_model(lay)]
+
+    # ----------------------------------------------------------------------------- execution
+    def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False):
+        """Evaluate the model on the (preprocessed) tensor `x`.
+
+        Args:
+            x: model input tensor.
+            capture_outputs: layer paths whose outputs to record.
+            capture_inputs: layer paths whose (first) inputs to record.
+            logits: evaluate the output layer without its softmax.
+
+        Returns:
+            (output tensor, dict path -> recorded tensor; input captures under "path:input").
+        """
+        if logits and self._linear_head is None:
+            raise TfsalError("expected a model whose output layer applies softmax, for logit "
+                             "recovery; this one does not (its outputs are used as logits)")
+        state = _Run(frozenset(capture_outputs), frozenset(capture_inputs),
+                     self.head_path if logits else None)
+        out = self._run_model(self.model, x, "", state)
+        return out, state.captured
+
+    def _run_model(self, model, x, prefix: str, state: _Run):
+        if isinstance(model, keras.Sequential):
+            for layer in _sequential_layers(model):
+                x = self._call(layer, prefix, state, x)
+            return x
+        out = model._run_through_graph(
+            x, operation_fn=lambda op: (lambda *a, **k: self._call(op, prefix, state, *a, **k))
+        )
+        while isinstance(out, (list, tuple)) and len(out) == 1:
+            out = out[0]
+        return out
+
+    def _call(self, op, prefix: str, state: _Run, *args, **kwargs):
+        path = prefix + op.name
+        if path in state.capture_inputs:
+            state.captured[path + ":input"] = args[0]
+        if is_graph_model(op):
+            inner = args[0] if len(args) == 1 else list(args)
+            out = self._run_model(op, inner, path + "/", state)
+        elif path == state.linear_path:
+            out = self._linear_head(*args)
+        else:
+            out = op(*args, **kwargs)
+        if path in state.capture_outputs:
+            state.captured[path] = out
+        return out
+
+
+def _without_softmax(layer):
+    """A callable evaluating `layer` with its softmax removed; `layer` itself is untouched."""
+    if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
+        return lambda x, *_, **__: x
+    # A bare shallow copy (bypassing Keras' pickling-based __reduce__) shares the weight
+    # variables; only the copy's activation attribute differs.
+    linear = object.__new__(type(layer))
+    linear.__dict__.update(layer.__dict__)
+    object.__setattr__(linear, "activation", keras.activations.linear)
+    return lambda *args, **_: linear.call(*args)

@@ -1,0 +1,95 @@
+"""What every attribution method shares: argument handling in one place, and batched sampling."""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable
+
+import numpy as np
+
+from tfsal.errors import TfsalError
+from tfsal.images import check_images
+from tfsal.model import Model, as_model
+
+
+def attribution_method(compute: Callable) -> Callable:
+    """Turn `compute(model: Model, images, targets, **hyper)` into a public method.
+
+    The public function accepts anything `tfsal.load_model` takes as `model`, validates the
+    images and resolves the targets (None = predicted class) exactly once, then calls
+    `compute`. `public.compute` stays reachable so wrappers such as SmoothGrad can feed it
+    images that legitimately leave [0, 1] (noisy samples) without re-validation.
+    """
+
+    @functools.wraps(compute)
+    def public(model, images, targets=None, **hyper):
+        model = as_model(model)
+        images = check_images(images)
+        targets = model.resolve_targets(images, targets)
+        return compute(model, images, targets, **hyper)
+
+    public.compute = compute
+    return public
+
+
+def positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise TfsalError(f"expected {name} a positive int, received {value!r}")
+    return int(value)
+
+
+def non_negative(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not np.isfinite(value) or value < 0:
+        raise TfsalError(f"expected {name} a finite number ≥ 0, received {value!r}")
+    return float(value)
+
+
+def base_seed(seed) -> int:
+    """One integer from `seed` (int, np.random.Generator or None = fresh entropy)."""
+    if isinstance(seed, np.random.Generator):
+        return int(seed.integers(2**63))
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**63)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TfsalError(f"expected seed an int ≥ 0, a numpy Generator or None, received {seed!r}")
+    return int(seed)
+
+
+def sum_over_points(
+    model: Model,
+    n_images: int,
+    n_points: int,
+    point_images: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    attribute: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    targets: np.ndarray,
+    weights: np.ndarray,
+    *,
+    squares: bool = False,
+):
+    """Σ_j weights[j] · attribute(point_images(i, j)) for every image i, in full batches.
+
+    The (image, point) pairs are enumerated point-major (p = j·N + i) and cut into chunks of
+    `model.batch_size`, so batches stay full whatever N is, and memory does not grow with the
+    number of points.
+
+    Returns:
+        the weighted sum (N, H, W, C); with `squares`, also the weighted sum of squares.
+    """
+    total = squared = None
+    for start in range(0, n_images * n_points, model.batch_size):
+        p = np.arange(start, min(start + model.batch_size, n_images * n_points))
+        i, j = p % n_images, p // n_images
+        attr = attribute(point_images(i, j), targets[i])
+        if total is None:
+            total = np.zeros((n_images,) + attr.shape[1:], np.float64)
+            squared = np.zeros_like(total) if squares else None
+        w = weights[j].reshape((-1,) + (1,) * (attr.ndim - 1))
+        # Within one chunk an image index repeats only across points; add one point at a time
+        # so fancy-index addition never sees duplicates.
+        for jj in np.unique(j):
+            rows = j == jj
+            total[i[rows]] += w[rows] * attr[rows]
+            if squares:
+                squared[i[rows]] += w[rows] * attr[rows] ** 2
+    return (total, squared) if squares else total

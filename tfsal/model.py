@@ -1,0 +1,393 @@
+"""The model adapter: one object that turns any classifier into scores and gradients.
+
+`Model` owns everything between pixel-space images and numbers: the model's preprocessing
+(composed inside the differentiable graph), the choice of score (logit, probability,
+log-probability; logits recovered from softmax heads without touching the user's model),
+target resolution, batching, and compiled `tf.function`s whose input signatures leave the
+batch size and the target classes free, so neither retraces.
+
+Methods never open a `GradientTape` themselves; they ask the adapter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfsal.errors import TfsalError
+from tfsal.graph import GraphRunner, is_graph_model
+from tfsal.images import as_batch
+from tfsal.targets import resolve_targets
+
+SCORES = ("logit", "probability", "log_probability")
+PREPROCESSING = ("caffe", "tf", "torch", None)
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN = (0.485, 0.456, 0.406)
+_TORCH_STD = (0.229, 0.224, 0.225)
+
+
+def _preprocess_fn(preprocess) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Pixel space [0, 1] RGB -> the model's input space, as TensorFlow ops."""
+    if callable(preprocess):
+        return preprocess
+    if preprocess is None:
+        return lambda x: x
+    if preprocess == "tf":
+        return lambda x: x * 2.0 - 1.0
+    if preprocess == "caffe":
+        return lambda x: x[..., ::-1] * 255.0 - tf.constant(_CAFFE_MEAN_BGR)
+    if preprocess == "torch":
+        return lambda x: (x - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
+    raise TfsalError(f"expected preprocess in {PREPROCESSING} or a callable, received {preprocess!r}")
+
+
+def check_score(score: str) -> str:
+    if score not in SCORES:
+        raise TfsalError(f"expected score in {SCORES}, received {score!r}")
+    return score
+
+
+class Model:
+    """Adapter around a classifier mapping images (N, H, W, 3) in [0, 1] to class scores.
+
+    Args:
+        model: a Keras 3 model (functional, sequential, nested or subclassed), or any callable
+            taking the preprocessed batch and returning (N, classes) outputs (e.g. a loaded
+            SavedModel signature wrapped in a function).
+        preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std), None, or a
+            callable from the [0, 1] tensor to the model's input.
+        score: default score to differentiate: "logit", "probability" or "log_probability".
+        output: "auto" (Keras graph models: logits unless the head ends in softmax; other
+            callables: logits), "logits" or "probabilities".
+        batch_size: images per compiled call.
+        class_names: optional names of the classes.
+        name: a display name.
+
+    Example:
+        >>> m = tfsal.Model(keras_model, preprocess="caffe")
+        >>> grads = m.input_gradients(images, targets=None)
+    """
+
+    def __init__(self, model, *, preprocess=None, score="logit", output="auto", batch_size=32,
+                 class_names=None, name=None):
+        if not callable(model):
+            raise TfsalError(f"expected a Keras model or a callable, received {type(model).__name__}")
+        if output not in ("auto", "logits", "probabilities"):
+            raise TfsalError(f"expected output in ('auto', 'logits', 'probabilities'), "
+                             f"received {output!r}")
+        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
+                or batch_size < 1:
+            raise TfsalError(f"expected batch_size a positive int, received {batch_size!r}")
+        self.wrapped = model
+        self.preprocess = preprocess
+        self._preprocess = _preprocess_fn(preprocess)
+        self.score = check_score(score)
+        self.batch_size = int(batch_size)
+        self.class_names = tuple(class_names) if class_names is not None else None
+        self.name = name or getattr(model, "name", type(model).__name__)
+        self.runner = GraphRunner(model) if is_graph_model(model) else None
+        softmax_head = self.runner is not None and self.runner.head_is_softmax()
+        if output == "auto":
+            output = "logits"
+        # A softmax head is evaluated without its softmax: true logits from the same weights.
+        self._logits_from_head = softmax_head
+        self.output_kind = "logits" if softmax_head else output
+        self.input_size = self._static_input_size(model)
+        self._compiled: dict = {}
+
+    # ------------------------------------------------------------------ description
+    def __repr__(self) -> str:
+        return (f"tfsal.Model({self.name!r}, preprocess={self.preprocess!r}, score={self.score!r}, "
+                f"classes={self.num_classes}, input_size={self.input_size})")
+
+    @staticmethod
+    def _static_input_size(model) -> tuple[int, int] | None:
+        shape = getattr(model, "input_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 4 and None not in shape[1:3]:
+            return int(shape[1]), int(shape[2])
+        return None
+
+    @property
+    def num_classes(self) -> int | None:
+        shape = getattr(self.wrapped, "output_shape", None)
+        if isinstance(shape, tuple) and len(shape) == 2 and shape[-1] is not None:
+            return int(shape[-1])
+        if "num_classes" not in self._compiled:  # opaque callables: one probe forward pass
+            h, w = self.input_size or (32, 32)
+            self._compiled["num_classes"] = int(self._fn("outputs", "logit_or_prob")(
+                tf.zeros((1, h, w, 3)))[0].shape[-1])
+        return self._compiled["num_classes"]
+
+    def layer_names(self) -> list[str]:
+        """Every layer path (nested models as "outer/inner"), in execution order."""
+        return self._require_runner("layer access").paths
+
+    def resolve_layer(self, layer: str | int | None) -> str:
+        """A layer path; None means the last convolutional feature map."""
+        runner = self._require_runner("layer access")
+        return runner.last_feature_map() if layer is None else runner.resolve(layer)
+
+    def _require_runner(self, what: str) -> GraphRunner:
+        if self.runner is None:
+            raise TfsalError(f"{what} needs a functional or sequential Keras model; received "
+                             f"{type(self.wrapped).__name__}, whose layers cannot be reached")
+        return self.runner
+
+    def cam_head(self) -> tuple[str, np.ndarray]:
+        """For CAM: the global-average-pool layer's path and the head's kernel (channels, classes).
+
+        Raises:
+            TfsalError: unless the model ends in GlobalAveragePooling2D followed by one Dense
+                layer (Dropout and a separate softmax in between are allowed).
+        """
+        import keras
+
+        runner = self._require_runner("CAM")
+        gaps = [p for p in runner.paths
+                if isinstance(runner.layer(p), keras.layers.GlobalAveragePooling2D)]
+        tail = runner.after(gaps[-1]) if gaps else []
+        passive = (keras.layers.Dropout, keras.layers.Activation, keras.layers.Softmax)
+        dense = [lay for _, lay in tail if isinstance(lay, keras.layers.Dense)]
+        if not gaps or len(dense) != 1 or any(
+                not isinstance(lay, passive + (keras.layers.Dense,)) for _, lay in tail):
+            found = ", ".join(f"{p} ({type(lay).__name__})" for p, lay in (tail or runner.after(
+                runner.paths[max(0, len(runner.paths) - 4)])))
+            raise TfsalError("expected a GlobalAveragePooling2D + Dense head for CAM, received "
+                             f"a model ending in {found}; use grad_cam instead")
+        return gaps[-1], np.asarray(dense[0].kernel)
+
+    # ------------------------------------------------------------------ graph pieces
+    def _forward(self, images, capture_outputs=(), capture_inputs=()):
+        """Pixel images -> (raw outputs, captured layer tensors), inside a trace."""
+        x = self._preprocess(images)
+        if self.runner is None:
+            out = self.wrapped(x)
+            if isinstance(out, dict):
+                if len(out) != 1:
+                    raise TfsalError(f"expected one model output, received keys {sorted(out)}")
+                out = next(iter(out.values()))
+            return tf.convert_to_tensor(out), {}
+        return self.runner.run(x, capture_outputs=capture_outputs, capture_inputs=capture_inputs,
+                               logits=self._logits_from_head)
+
+    def _scores(self, outputs, score: str):
+        """All-class scores of the requested kind from the raw outputs."""
+        if self.output_kind == "logits":
+            if score == "logit":
+                return outputs
+            return tf.nn.softmax(outputs) if score == "probability" else tf.nn.log_softmax(outputs)
+        if score == "logit":
+            raise TfsalError("expected a model whose logits are reachable for score='logit', "
+                             "received one that outputs probabilities only; use "
+                             "score='probability' or 'log_probability'")
+        return outputs if score == "probability" else tf.math.log(tf.maximum(outputs, 1e-30))
+
+    def _signature(self):
+        h, w = self.input_size or (None, None)
+        return [tf.TensorSpec([None, h, w, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+
+    def _fn(self, kind: str, score: str, layer: str | None = None):
+        """The compiled function for (kind, score, layer), traced once per adapter."""
+        key = (kind, score, layer)
+        if key not in self._compiled:
+            self._compiled[key] = getattr(self, f"_build_{kind}")(score, layer)
+        return self._compiled[key]
+
+    def _build_outputs(self, score, _layer):
+        def outputs(images):
+            out, _ = self._forward(images)
+            return out if score == "logit_or_prob" else self._scores(out, score)
+        return tf.function(outputs, input_signature=self._signature()[:1])
+
+    def _build_input_gradients(self, score, _layer):
+        def input_gradients(images, targets):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                out, _ = self._forward(images)
+                selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
+                # Samples are independent: the gradient of the sum is each sample's gradient.
+                total = tf.reduce_sum(selected)
+            return tape.gradient(total, images), selected
+        return tf.function(input_gradients, input_signature=self._signature())
+
+    def _build_layer_gradients(self, score, layer):
+        def layer_gradients(images, targets):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                out, captured = self._forward(images, capture_outputs=(layer,))
+                selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
+                total = tf.reduce_sum(selected)
+            features = captured[layer]
+            return features, tape.gradient(total, features), selected
+        return tf.function(layer_gradients, input_signature=self._signature())
+
+    def _build_layer_inputs(self, _score, layer):
+        def layer_inputs(images):
+            _, captured = self._forward(images, capture_inputs=(layer,))
+            return captured[layer + ":input"]
+        return tf.function(layer_inputs, input_signature=self._signature()[:1])
+
+    def _batched(self, fn, images: np.ndarray, targets: np.ndarray | None = None):
+        """Call `fn` over chunks of `batch_size`; concatenate each returned part."""
+        if self.input_size is not None and images.shape[1:3] != self.input_size:
+            raise TfsalError(f"expected images of size {self.input_size[0]}x{self.input_size[1]} "
+                             f"(the model's input), received {images.shape[1]}x{images.shape[2]}")
+        parts = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = tf.constant(images[start:start + self.batch_size])
+            args = (chunk,) if targets is None else (
+                chunk, tf.constant(targets[start:start + self.batch_size]))
+            out = fn(*args)
+            parts.append(tuple(np.asarray(t) for t in out) if isinstance(out, tuple)
+                         else (np.asarray(out),))
+        joined = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+        return joined if len(joined) > 1 else joined[0]
+
+    # ------------------------------------------------------------------ public numbers
+    def predict(self, images, *, score: str | None = None) -> np.ndarray:
+        """All-class scores (N, classes) of the chosen kind (default: the adapter's score)."""
+        score = check_score(score or self.score)
+        return self._batched(self._fn("outputs", score), as_batch(images))
+
+    def predicted_classes(self, images) -> np.ndarray:
+        """Arg-max class of every image, (N,) int32."""
+        return np.argmax(self._batched(self._fn("outputs", "logit_or_prob"), as_batch(images)),
+                         axis=-1).astype(np.int32)
+
+    def resolve_targets(self, images, targets) -> np.ndarray:
+        """Validated int32 targets (N,); None becomes the predicted classes."""
+        images = as_batch(images)
+        return resolve_targets(targets, len(images), self.num_classes,
+                               predict=lambda: self.predicted_classes(images))
+
+    def target_scores(self, images, targets=None, *, score: str | None = None) -> np.ndarray:
+        """The score of each image's target class, (N,) float32."""
+        images = as_batch(images)
+        targets = self.resolve_targets(images, targets)
+        return np.take_along_axis(self.predict(images, score=score), targets[:, None], 1)[:, 0]
+
+    def input_gradients(self, images, targets=None, *, score: str | None = None,
+                        return_scores: bool = False):
+        """Gradient of each target score with respect to the pixel-space images.
+
+        Returns:
+            (N, H, W, 3) float32; with `return_scores`, a tuple (gradients, scores (N,)).
+        """
+        images = as_batch(images)
+        targets = self.resolve_targets(images, targets)
+        score = check_score(score or self.score)
+        grads, scores = self._batched(self._fn("input_gradients", score), images, targets)
+        return (grads, scores) if return_scores else grads
+
+    def layer_gradients(self, images, targets=None, *, layer=None, score: str | None = None):
+        """Activations of `layer` and the gradient of each target score with respect to them.
+
+        Args:
+            layer: name, nested path ("base/conv5") or index; None = last conv feature map.
+
+        Returns:
+            (activations, gradients), each shaped like the layer's output.
+        """
+        images = as_batch(images)
+        targets = self.resolve_targets(images, targets)
+        path = self.resolve_layer(layer)
+        score = check_score(score or self.score)
+        acts, grads, _ = self._batched(self._fn("layer_gradients", score, path), images, targets)
+        return acts, grads
+
+    def layer_inputs(self, images, *, layer) -> np.ndarray:
+        """The tensor arriving at `layer` (its first input)."""
+        path = self.resolve_layer(layer)
+        return self._batched(self._fn("layer_inputs", "-", path), as_batch(images))
+
+
+def as_model(model, **kwargs) -> Model:
+    """Return `model` if it already is a `tfsal.Model`, else load/wrap it with `load_model`."""
+    if isinstance(model, Model):
+        if kwargs:
+            raise TfsalError(f"expected no loading options for an existing tfsal.Model, "
+                             f"received {sorted(kwargs)}")
+        return model
+    return load_model(model, **kwargs)
+
+
+def load_model(source, *, preprocess="auto", score="logit", batch_size=32, safe_mode=True,
+               signature="serving_default", class_names=None) -> Model:
+    """Load or wrap a classifier as a `tfsal.Model`.
+
+    Args:
+        source: a `tfsal.Model` (returned unchanged), a Keras model, the name of a built-in
+            model (see `tfsal.zoo.available()`), a `.keras` file, or a SavedModel directory.
+        preprocess: as for `Model`; "auto" takes the built-in model's own, else None.
+        score: default score of the adapter.
+        batch_size: images per compiled call.
+        safe_mode: Keras safe mode for `.keras` files (refuses arbitrary code such as Lambda).
+        signature: SavedModel signature to call.
+        class_names: optional class names.
+
+    Returns:
+        a `tfsal.Model`.
+
+    Raises:
+        TfsalError: for an unknown name, a missing path or an unloadable file.
+
+    Example:
+        >>> model = tfsal.load_model("shapes-cnn")
+        >>> maps = tfsal.vanilla_gradient(model, images)
+    """
+    import keras
+
+    if isinstance(source, Model):
+        return source
+    options = dict(score=score, batch_size=batch_size)
+    pre = None if preprocess == "auto" else preprocess
+    if isinstance(source, keras.Model):
+        return Model(source, preprocess=pre, class_names=class_names, **options)
+    if not isinstance(source, (str, Path)):
+        raise TfsalError("expected a tfsal.Model, a keras.Model, a built-in model name or a "
+                         f"path, received {type(source).__name__}")
+    from tfsal import zoo
+
+    if isinstance(source, str) and source in zoo.available():
+        info = zoo.info(source)
+        return Model(zoo.load(source), preprocess=info.preprocess if preprocess == "auto" else pre,
+                     class_names=class_names or info.class_names, name=source, **options)
+    path = Path(source)
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        return _load_saved_model(path, signature, pre, class_names, options)
+    if path.is_file() and path.suffix in (".keras", ".h5"):
+        try:
+            loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+        except Exception as exc:  # Keras raises many types; one clear message for all
+            hint = " (it may need safe_mode=False / --unsafe-load)" if safe_mode else ""
+            raise TfsalError(f"expected a loadable Keras model file, received {path}: "
+                             f"{exc}{hint}") from exc
+        return Model(loaded, preprocess=pre, class_names=class_names, name=path.stem, **options)
+    raise TfsalError(f"expected a built-in model name {list(zoo.available())}, a .keras file or a "
+                     f"SavedModel directory, received {str(source)!r}")
+
+
+def _load_saved_model(path: Path, signature: str, preprocess, class_names, options) -> Model:
+    loaded = tf.saved_model.load(str(path))
+    signatures = getattr(loaded, "signatures", {})
+    if signature not in signatures:
+        raise TfsalError(f"expected a signature in {sorted(signatures)}, received {signature!r}")
+    fn = signatures[signature]
+    specs = fn.structured_input_signature[1]
+    if len(specs) != 1:
+        raise TfsalError(f"expected a signature with one image input, received {sorted(specs)}")
+    (arg, spec), = specs.items()
+    if spec.dtype != tf.float32:
+        raise TfsalError(f"expected a float32 image input for gradients, received {spec.dtype} "
+                         f"input {arg!r} of signature {signature!r}")
+
+    def call(x):
+        return fn(**{arg: x})
+
+    call.loaded = loaded  # keep the SavedModel alive as long as the adapter
+    call.input_shape = tuple(spec.shape)
+    return Model(call, preprocess=preprocess, class_names=class_names, name=path.name, **options)
