@@ -79,6 +79,8 @@ class GraphRunner:
     def _flatten(self, model, prefix: str) -> list[tuple[str, object]]:
         out = []
         for layer in model.layers:
+            if isinstance(layer, keras.layers.InputLayer):  # never called; nothing to observe
+                continue
             path = prefix + layer.name
             if is_graph_model(layer):
                 out.extend(self._flatten(layer, path + "/"))
@@ -108,7 +110,7 @@ class GraphRunner:
     def resolve(self, layer: str | int) -> str:
         """Turn a layer name, path or index into an exact path; ambiguity is an error."""
         if isinstance(layer, (int,)) and not isinstance(layer, bool):
-            paths = [p for p, lay in self._layers if not isinstance(lay, keras.layers.InputLayer)]
+            paths = self.paths
             if not -len(paths) <= layer < len(paths):
                 raise TfsalError(
                     f"expected a layer index in [{-len(paths)}, {len(paths)}), received {layer}"

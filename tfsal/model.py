@@ -180,11 +180,16 @@ class Model:
             if score == "logit":
                 return outputs
             return tf.nn.softmax(outputs) if score == "probability" else tf.nn.log_softmax(outputs)
-        if score == "logit":
+        return outputs if score == "probability" else tf.math.log(tf.maximum(outputs, 1e-30))
+
+    def _score(self, score: str | None) -> str:
+        """The score to use (default: the adapter's), checked against what the model outputs."""
+        score = check_score(score or self.score)
+        if score == "logit" and self.output_kind == "probabilities":
             raise TfsalError("expected a model whose logits are reachable for score='logit', "
                              "received one that outputs probabilities only; use "
                              "score='probability' or 'log_probability'")
-        return outputs if score == "probability" else tf.math.log(tf.maximum(outputs, 1e-30))
+        return score
 
     def _signature(self):
         h, w = self.input_size or (None, None)
@@ -250,7 +255,7 @@ class Model:
     # ------------------------------------------------------------------ public numbers
     def predict(self, images, *, score: str | None = None) -> np.ndarray:
         """All-class scores (N, classes) of the chosen kind (default: the adapter's score)."""
-        score = check_score(score or self.score)
+        score = self._score(score)
         return self._batched(self._fn("outputs", score), as_batch(images))
 
     def predicted_classes(self, images) -> np.ndarray:
@@ -279,7 +284,7 @@ class Model:
         """
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
-        score = check_score(score or self.score)
+        score = self._score(score)
         grads, scores = self._batched(self._fn("input_gradients", score), images, targets)
         return (grads, scores) if return_scores else grads
 
@@ -295,7 +300,7 @@ class Model:
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
         path = self.resolve_layer(layer)
-        score = check_score(score or self.score)
+        score = self._score(score)
         acts, grads, _ = self._batched(self._fn("layer_gradients", score, path), images, targets)
         return acts, grads
 
