@@ -11,6 +11,7 @@ Methods never open a `GradientTape` themselves; they ask the adapter.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -91,11 +92,9 @@ class Model:
         self.name = name or getattr(model, "name", type(model).__name__)
         self.runner = GraphRunner(model) if is_graph_model(model) else None
         softmax_head = self.runner is not None and self.runner.head_is_softmax()
-        if output == "auto":
-            output = "logits"
         # A softmax head is evaluated without its softmax: true logits from the same weights.
         self._logits_from_head = softmax_head
-        self.output_kind = "logits" if softmax_head else output
+        self.output_kind = "logits" if softmax_head or output == "auto" else output
         self.input_size = self._static_input_size(model)
         self._compiled: dict = {}
 
@@ -111,16 +110,14 @@ class Model:
             return int(shape[1]), int(shape[2])
         return None
 
-    @property
-    def num_classes(self) -> int | None:
+    @functools.cached_property
+    def num_classes(self) -> int:
+        """Number of classes (from the output shape, or one probe call for opaque callables)."""
         shape = getattr(self.wrapped, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and shape[-1] is not None:
             return int(shape[-1])
-        if "num_classes" not in self._compiled:  # opaque callables: one probe forward pass
-            h, w = self.input_size or (32, 32)
-            self._compiled["num_classes"] = int(self._fn("outputs", "logit_or_prob")(
-                tf.zeros((1, h, w, 3)))[0].shape[-1])
-        return self._compiled["num_classes"]
+        h, w = self.input_size or (32, 32)
+        return int(self._fn("outputs", "logit_or_prob")(tf.zeros((1, h, w, 3))).shape[-1])
 
     def layer_names(self) -> list[str]:
         """Every layer path (nested models as "outer/inner"), in execution order."""

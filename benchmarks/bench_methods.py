@@ -1,0 +1,191 @@
+"""Method cost as a ratio to the forward+backward floor, measured in the same process.
+
+    .venv/bin/python benchmarks/bench_methods.py [--models resnet50,embedded] [--repeats 5]
+                                                 [--out BENCHMARKS.md] [--quick]
+
+The floor is a plain compiled `GradientTape` input gradient of one class score of the same
+Keras model (preprocessing included), with nothing of tfsal in it. Every measured call is
+warmed up first (its trace cost is reported apart); timings are medians over rounds in which
+all candidates run once each (interleaved, so drift hits them alike). Not a test: nothing
+here asserts; the table says which targets are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import tfsal  # noqa: E402
+
+N_PATH = 50  # SmoothGrad samples and IG steps
+
+
+def build(name: str) -> tuple[keras.Model, tfsal.Model]:
+    if name == "embedded":
+        model = tfsal.load_model("shapes-cnn")
+        return model.wrapped, model
+    constructor = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16}
+    keras.utils.set_random_seed(0)
+    user = constructor[name](weights=None)
+    return user, tfsal.Model(user, preprocess="caffe", batch_size=32)
+
+
+def floor_fn(user: keras.Model, model: tfsal.Model):
+    """Input gradient of one class score, compiled, no tfsal in the loop."""
+    h, w = model.input_size
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    def floor(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            total = tf.reduce_sum(user(model._preprocess(x))[:, 0])
+        return tape.gradient(total, x)
+
+    return lambda images: floor(tf.constant(images)).numpy()
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(candidates: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per candidate over `repeats` rounds (each candidate warmed up first)."""
+    for fn in candidates.values():
+        fn()
+    samples = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            samples[name].append(timed(fn))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def tracing_counts(model: tfsal.Model) -> int:
+    return sum(f.experimental_get_tracing_count() for f in model._compiled.values()
+               if hasattr(f, "experimental_get_tracing_count"))
+
+
+def bench_model(name: str, repeats: int, quick: bool) -> list[dict]:
+    user, model = build(name)
+    h, w = model.input_size
+    rng = np.random.default_rng(0)
+    one = rng.random((1, h, w, 3), dtype=np.float32)
+    floor = floor_fn(user, model)
+    n_path = 8 if quick else N_PATH
+
+    # Trace (first-call) cost of each tfsal method, on a fresh adapter.
+    fresh = tfsal.Model(user, preprocess=model.preprocess, batch_size=model.batch_size)
+    first_call = {m: timed(lambda m=m: getattr(tfsal, m)(fresh, one, 0))
+                  for m in ("vanilla_gradient", "grad_cam")}
+
+    batch_sizes = (8,) if quick else (8, 16, 32)
+    batched = interleaved({b: (lambda b=b: floor(np.repeat(one, b, axis=0)))
+                           for b in batch_sizes}, max(1, repeats // 2))
+    per_image = min(t / b for b, t in batched.items())
+    best_batch = min(batched, key=lambda b: batched[b] / b)
+
+    times = interleaved({
+        "floor (batch 1)": lambda: floor(one),
+        "vanilla_gradient": lambda: tfsal.vanilla_gradient(model, one, 0),
+        "gradient_x_input": lambda: tfsal.gradient_x_input(model, one, 0),
+        "grad_cam": lambda: tfsal.grad_cam(model, one, 0),
+        f"smoothgrad-{n_path}": lambda: tfsal.smoothgrad(model, one, 0, n_samples=n_path, seed=0),
+        f"integrated_gradients-{n_path}": lambda: tfsal.integrated_gradients(model, one, 0,
+                                                                            steps=n_path),
+    }, repeats)
+
+    traces = tracing_counts(model)
+    new_target = timed(lambda: tfsal.vanilla_gradient(model, one, 7))
+    retraces = tracing_counts(model) - traces
+
+    f1, path_floor = times["floor (batch 1)"], n_path * per_image
+    rows = [dict(model=name, method="floor (batch 1)", seconds=f1, ratio=1.0, target="—"),
+            dict(model=name, method=f"floor per image (best batch {best_batch})",
+                 seconds=per_image, ratio=per_image / f1, target="—")]
+
+    def row(method, base, base_name, limit):
+        ratio = times[method] / base
+        rows.append(dict(model=name, method=method, seconds=times[method], ratio=ratio,
+                         base=base_name, target=f"≤ {limit}×",
+                         ok="yes" if ratio <= limit else "no"))
+
+    row("vanilla_gradient", f1, "floor", 1.05)
+    row("gradient_x_input", f1, "floor", 1.05)
+    row("grad_cam", f1, "floor", 0.5)
+    row(f"smoothgrad-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
+    row(f"integrated_gradients-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
+    rows.append(dict(model=name, method="new target class", seconds=new_target,
+                     ratio=new_target / f1, base="floor", target="0 retraces",
+                     ok="yes" if retraces == 0 else f"no ({retraces})"))
+    for method, seconds in first_call.items():
+        rows.append(dict(model=name, method=f"first call {method} (trace)", seconds=seconds,
+                         ratio=seconds / f1, base="floor", target="—"))
+    return rows
+
+
+def completeness_rows(quick: bool) -> list[str]:
+    """IG completeness error on the embedded trained model, per schedule and step count."""
+    from tfsal.data import make_dataset
+    from tfsal.methods.integrated import SCHEDULES
+
+    model = tfsal.load_model("shapes-cnn")
+    images = make_dataset(4 if quick else 16, seed=777).images
+    lines = ["| schedule | steps | median relative error | max |", "|---|---|---|---|"]
+    for schedule in SCHEDULES:
+        for steps in (16, 50):
+            ig = tfsal.integrated_gradients(model, images, steps=steps, schedule=schedule)
+            rel = tfsal.completeness_delta(model, images, ig, relative=True)
+            lines.append(f"| {schedule} | {steps} | {np.median(rel):.3%} | {rel.max():.3%} |")
+    return lines
+
+
+def markdown(rows: list[dict], completeness: list[str], repeats: int) -> str:
+    head = [
+        "# Benchmarks",
+        "",
+        f"Machine: {os.cpu_count()} CPU cores, {platform.processor() or platform.machine()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, no GPU. Medians of {repeats} "
+        "interleaved rounds after a warm-up call; ratios are to the floor measured in the same "
+        "process (`benchmarks/bench_methods.py`).",
+        "",
+        "| model | measurement | seconds | ratio | relative to | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    body = [f"| {r['model']} | {r['method']} | {r['seconds']:.4f} | {r['ratio']:.3f} | "
+            f"{r.get('base', '—')} | {r['target']} | {r.get('ok', '—')} |" for r in rows]
+    tail = ["", "## Integrated Gradients completeness on the embedded trained model", "",
+            *completeness]
+    return "\n".join(head + body + tail) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="resnet50,embedded")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", default=None, help="write the markdown table here")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: small settings")
+    args = parser.parse_args()
+    rows = []
+    for name in args.models.split(","):
+        print(f"benchmarking {name} ...", flush=True)
+        rows.extend(bench_model(name, args.repeats, args.quick))
+    text = markdown(rows, completeness_rows(args.quick), args.repeats)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as handle:
+            handle.write(text)
+
+
+if __name__ == "__main__":
+    main()

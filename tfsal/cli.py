@@ -1,0 +1,219 @@
+"""The `tfsal` command: explain images, run the demo, list methods and models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from tfsal.errors import TfsalError
+
+DEFAULT_MODEL = "shapes-cnn"
+DEMO_SEED = 12345  # a data seed never used for training the embedded model
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except TfsalError as exc:
+        print(f"tfsal: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tfsal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    explain = sub.add_parser("explain", help="saliency maps of image files")
+    explain.add_argument("images", nargs="+", type=Path, help="PNG/JPEG files")
+    _add_model_options(explain)
+    explain.add_argument("--method", action="append", default=None,
+                         help="method name (repeatable, or 'all'); default: vanilla")
+    explain.add_argument("--target", default="top1",
+                         help="class index, or top1 / top2 (the model's best classes)")
+    explain.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
+    explain.set_defaults(run=_explain)
+
+    demo = sub.add_parser("demo", help="every method on sample images of the embedded model")
+    demo.add_argument("--n-images", type=int, default=6)
+    demo.add_argument("--out", type=Path, default=Path("demo_out"))
+    demo.set_defaults(run=_demo)
+
+    sub.add_parser("methods", help="list the attribution methods").set_defaults(run=_methods)
+    sub.add_parser("models", help="list the built-in models").set_defaults(run=_models)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"built-in name, .keras file or SavedModel dir (default {DEFAULT_MODEL})")
+    parser.add_argument("--preprocess", default="auto",
+                        help="caffe | tf | torch | none (default: the built-in model's own)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--unsafe-load", action="store_true",
+                        help="allow .keras files that run arbitrary code (Lambda layers)")
+
+
+def _load(args):
+    from tfsal.model import load_model
+
+    preprocess = None if args.preprocess == "none" else args.preprocess
+    return load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
+                      safe_mode=not args.unsafe_load)
+
+
+def _method_names(requested: list[str] | None) -> list[str]:
+    from tfsal.methods import METHODS
+
+    names = requested or ["vanilla"]
+    if "all" in names:
+        return list(METHODS)
+    unknown = [n for n in names if n not in METHODS]
+    if unknown:
+        raise TfsalError(f"expected method names from {sorted(METHODS)} or 'all', "
+                         f"received {unknown}")
+    return names
+
+
+def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
+    """One (N,) target array per requested rank or the given class index."""
+    if spec in ("top1", "top2"):
+        order = np.argsort(-model.predict(images), axis=1)
+        return [order[:, k].astype(np.int32) for k in range(int(spec[-1]))]
+    try:
+        index = int(spec)
+    except ValueError:
+        raise TfsalError(f"expected --target a class index, top1 or top2, received {spec!r}") \
+            from None
+    return [model.resolve_targets(images, index)]
+
+
+def _explain(args) -> int:
+    from tfsal.images import load_image
+    from tfsal.methods import METHODS
+
+    model = _load(args)
+    names = _method_names(args.method)
+    size = model.input_size
+    loaded = []
+    for path in args.images:
+        image, note = load_image(path, size)
+        if note:
+            print(f"{path}: {note}")
+        loaded.append(image)
+    if size is None and len({im.shape for im in loaded}) > 1:
+        raise TfsalError("expected images of one size for a model without a fixed input size, "
+                         f"received sizes {sorted({im.shape[:2] for im in loaded})}")
+    images = np.stack(loaded)
+    summary = []
+    for targets in _targets(model, images, args.target):
+        for name in names:
+            maps = METHODS[name](model, images, targets)
+            for path, image, attribution, target in zip(args.images, images, maps, targets):
+                stem = f"{path.stem}_{name}_class{int(target)}"
+                written = _write_map(args.out, stem, image, attribution)
+                summary.append({"image": str(path), "method": name, "target": int(target),
+                                "label": _label(model, target), "files": written})
+    _write_json(args.out / "summary.json", summary)
+    print(f"wrote {2 * len(summary)} files for {len(images)} image(s) to {args.out}")
+    return 0
+
+
+def _write_map(out: Path, stem: str, image: np.ndarray, attribution: np.ndarray) -> list[str]:
+    from tfsal import visualize
+
+    out.mkdir(parents=True, exist_ok=True)
+    npy = out / f"{stem}.npy"
+    np.save(npy, attribution)
+    png = visualize.save_png(render(image, attribution), out / f"{stem}.png")
+    return [str(npy), str(png)]
+
+
+def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
+    """A uint8 RGB picture of one map: signed pixel maps as a diverging map (sum over channels,
+    0.5/99.5-percentile clip, symmetric range), CAM-family maps as a heat overlay."""
+    from tfsal import visualize
+
+    if attribution.ndim == 3:
+        return visualize.to_display(attribution[None])[0]
+    heat = visualize.normalize(visualize.upsample(attribution[None], image.shape[:2]), "minmax")
+    return visualize.overlay(image[None], heat)[0]
+
+
+def _label(model, target) -> str:
+    names = model.class_names
+    return names[int(target)] if names and int(target) < len(names) else str(int(target))
+
+
+def _write_json(path: Path, payload) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)
+
+
+def _demo(args) -> int:
+    from tfsal import visualize
+    from tfsal.data import make_dataset
+    from tfsal.methods import METHODS
+    from tfsal.model import load_model
+
+    if args.n_images < 1:
+        raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
+    model = load_model(DEFAULT_MODEL)
+    data = make_dataset(args.n_images, size=model.input_size[0], seed=DEMO_SEED)
+    probs = model.predict(data.images, score="probability")
+    predicted = probs.argmax(axis=1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows, summary = [], []
+    for i, image in enumerate(data.images):
+        rows.append([(image * 255).round().astype(np.uint8)])
+        summary.append({"index": i, "label": _label(model, data.labels[i]),
+                        "predicted": _label(model, predicted[i]),
+                        "probability": round(float(probs[i, predicted[i]]), 4)})
+    for name, method in METHODS.items():
+        maps = method(model, data.images, predicted)
+        for i, (image, attribution) in enumerate(zip(data.images, maps)):
+            picture = render(image, attribution)
+            rows[i].append(picture)
+            np.save(args.out / f"image{i}_{name}.npy", attribution)
+            visualize.save_png(picture, args.out / f"image{i}_{name}.png")
+    row_titles = [f"{s['label']} -> {s['predicted']} {s['probability']:.2f}" for s in summary]
+    sheet = visualize.grid(rows, row_titles=row_titles, col_titles=["image", *METHODS], scale=3)
+    grid_path = visualize.save_png(sheet, args.out / "grid.png")
+    _write_json(args.out / "summary.json", {"model": DEFAULT_MODEL, "images": summary,
+                                            "methods": list(METHODS)})
+    accuracy = float(np.mean(predicted == data.labels))
+    print(f"{DEFAULT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly")
+    print(f"wrote {grid_path} and {len(METHODS) * len(data.images)} maps (.png + .npy) "
+          f"to {args.out}")
+    return 0
+
+
+def _methods(_args) -> int:
+    from tfsal.methods import METHODS
+
+    for name, method in METHODS.items():
+        doc = (method.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:22s} {doc}")
+    return 0
+
+
+def _models(_args) -> int:
+    from tfsal import zoo
+
+    for name in zoo.available():
+        info = zoo.info(name)
+        print(f"{name:14s} input {info.input_size}x{info.input_size}, preprocess "
+              f"{info.preprocess!r}, {len(info.class_names)} classes")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
