@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,13 +19,11 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tfsal demo --out demo_out
 
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check tfsal tests benchmarks scripts
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed
-	$(PY) benchmarks/run.py --out BENCHMARKS.md
-
-lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check tfsal tests benchmarks scripts
+	$(PY) benchmarks/bench_methods.py --out BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

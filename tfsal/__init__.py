@@ -5,9 +5,18 @@ Images are float32 RGB in [0, 1], shape (N, H, W, 3); every method is a pure fun
 """
 
 from tfsal.errors import TfsalError
-from tfsal.methods import (METHODS, cam, completeness_delta, grad_cam, gradient_x_input,
-                           integrated_gradients, make_baseline, smoothgrad, vanilla_gradient,
-                           vargrad)
+from tfsal.methods import (
+    METHODS,
+    cam,
+    completeness_delta,
+    grad_cam,
+    gradient_x_input,
+    integrated_gradients,
+    make_baseline,
+    smoothgrad,
+    vanilla_gradient,
+    vargrad,
+)
 from tfsal.model import Model, load_model
 
 __version__ = "0.1.0"

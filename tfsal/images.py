@@ -43,7 +43,8 @@ def check_images(images) -> np.ndarray:
                          "NaN/inf values")
     lo, hi = float(arr.min()), float(arr.max())
     if lo < 0.0 or hi > 1.0:
-        raise TfsalError(f"expected pixel values in [0, 1], received values in [{lo:.4g}, {hi:.4g}]")
+        raise TfsalError("expected pixel values in [0, 1], received values in "
+                         f"[{lo:.4g}, {hi:.4g}]")
     return arr
 
 

@@ -12,8 +12,8 @@ Methods never open a `GradientTape` themselves; they ask the adapter.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import tensorflow as tf
@@ -43,7 +43,8 @@ def _preprocess_fn(preprocess) -> Callable[[tf.Tensor], tf.Tensor]:
         return lambda x: x[..., ::-1] * 255.0 - tf.constant(_CAFFE_MEAN_BGR)
     if preprocess == "torch":
         return lambda x: (x - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
-    raise TfsalError(f"expected preprocess in {PREPROCESSING} or a callable, received {preprocess!r}")
+    raise TfsalError(f"expected preprocess in {PREPROCESSING} or a callable, "
+                     f"received {preprocess!r}")
 
 
 def check_score(score: str) -> str:
@@ -76,7 +77,8 @@ class Model:
     def __init__(self, model, *, preprocess=None, score="logit", output="auto", batch_size=32,
                  class_names=None, name=None):
         if not callable(model):
-            raise TfsalError(f"expected a Keras model or a callable, received {type(model).__name__}")
+            raise TfsalError("expected a Keras model or a callable, received "
+                             f"{type(model).__name__}")
         if output not in ("auto", "logits", "probabilities"):
             raise TfsalError(f"expected output in ('auto', 'logits', 'probabilities'), "
                              f"received {output!r}")

@@ -9,7 +9,7 @@ texture and small distractor marks that belong to no class). Image i depends onl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -161,7 +161,7 @@ def _regular(k: int, r: float = 1.0, phase: float = 0.0) -> list:
     return list(zip(r * np.cos(t), r * np.sin(t)))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _outline(name: str) -> tuple:
     """Polygons (unit radius) to fill with 255 (object) or 0 (holes), in drawing order."""
     if name == "circle":

@@ -2,8 +2,12 @@
 
 from tfsal.methods.cam import cam, grad_cam
 from tfsal.methods.gradient import gradient_x_input, vanilla_gradient
-from tfsal.methods.integrated import (completeness_delta, integrated_gradients, make_baseline,
-                                      path_schedule)
+from tfsal.methods.integrated import (
+                                      completeness_delta,
+                                      integrated_gradients,
+                                      make_baseline,
+                                      path_schedule,
+)
 from tfsal.methods.smoothgrad import smoothgrad, vargrad
 
 # Name -> method, for the CLI and for loops over "every method".
@@ -18,5 +22,6 @@ METHODS = {
 }
 
 __all__ = ["METHODS", "cam", "completeness_delta", "grad_cam", "gradient_x_input",
-           "integrated_gradients", "make_baseline", "path_schedule", "smoothgrad", "vanilla_gradient",
+           "integrated_gradients", "make_baseline", "path_schedule", "smoothgrad",
+           "vanilla_gradient",
            "vargrad"]

@@ -156,4 +156,6 @@ def completeness_delta(model, images, attributions, targets=None, *, baseline="b
     gap = (model.target_scores(images, targets, score=score)
            - model.target_scores(base, targets, score=score))
     delta = attributions.reshape(len(images), -1).sum(axis=1, dtype=np.float64) - gap
-    return (np.abs(delta) / np.maximum(np.abs(gap), 1e-12) if relative else delta).astype(np.float32)
+    if relative:
+        delta = np.abs(delta) / np.maximum(np.abs(gap), 1e-12)
+    return delta.astype(np.float32)

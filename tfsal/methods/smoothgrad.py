@@ -15,8 +15,13 @@ from __future__ import annotations
 import numpy as np
 
 from tfsal.errors import TfsalError
-from tfsal.methods._base import (attribution_method, base_seed, non_negative, positive_int,
-                                 sum_over_points)
+from tfsal.methods._base import (
+    attribution_method,
+    base_seed,
+    non_negative,
+    positive_int,
+    sum_over_points,
+)
 from tfsal.methods.gradient import vanilla_gradient
 
 
