@@ -14,6 +14,7 @@ is dropped is evaluated through a shallow copy whose ``activation`` is replaced.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -53,6 +54,7 @@ class _Run:
     capture_outputs: frozenset
     capture_inputs: frozenset
     linear_path: str | None
+    intercept: Callable | None = None
     captured: dict = field(default_factory=dict)
 
 
@@ -151,7 +153,7 @@ class GraphRunner:
         return [(p, lay) for p, lay in self._layers[idx + 1:] if not is_graph_model(lay)]
 
     # ----------------------------------------------------------------------------- execution
-    def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False):
+    def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False, intercept=None):
         """Evaluate the model on the (preprocessed) tensor `x`.
 
         Args:
@@ -159,6 +161,9 @@ class GraphRunner:
             capture_outputs: layer paths whose outputs to record.
             capture_inputs: layer paths whose (first) inputs to record.
             logits: evaluate the output layer without its softmax.
+            intercept: optional `intercept(path, layer, args, kwargs) -> output` that replaces
+                the call of every layer except nested models and the logit head (the hook
+                through which `tfsal.overrides` applies backward rules).
 
         Returns:
             (output tensor, dict path -> recorded tensor; input captures under "path:input").
@@ -167,7 +172,7 @@ class GraphRunner:
             raise TfsalError("expected a model whose output layer applies softmax, for logit "
                              "recovery; this one does not (its outputs are used as logits)")
         state = _Run(frozenset(capture_outputs), frozenset(capture_inputs),
-                     self.head_path if logits else None)
+                     self.head_path if logits else None, intercept)
         out = self._run_model(self.model, x, "", state)
         return out, state.captured
 
@@ -192,6 +197,8 @@ class GraphRunner:
             out = self._run_model(op, inner, path + "/", state)
         elif path == state.linear_path:
             out = self._linear_head(*args)
+        elif state.intercept is not None:
+            out = state.intercept(path, op, args, kwargs)
         else:
             out = op(*args, **kwargs)
         if path in state.capture_outputs:
@@ -203,9 +210,17 @@ def _without_softmax(layer):
     """A callable evaluating `layer` with its softmax removed; `layer` itself is untouched."""
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
         return lambda x, *_, **__: x
-    # A bare shallow copy (bypassing Keras' pickling-based __reduce__) shares the weight
-    # variables; only the copy's activation attribute differs.
+    linear = linear_copy(layer)
+    return lambda *args, **_: linear.call(*args)
+
+
+def linear_copy(layer):
+    """`layer` with a linear activation, as a bare shallow copy sharing its weight variables.
+
+    The copy bypasses Keras' pickling-based `__reduce__`; only its `activation` attribute
+    differs, so the user's layer is never touched.
+    """
     linear = object.__new__(type(layer))
     linear.__dict__.update(layer.__dict__)
     object.__setattr__(linear, "activation", keras.activations.linear)
-    return lambda *args, **_: linear.call(*args)
+    return linear

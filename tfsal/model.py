@@ -131,10 +131,11 @@ class Model:
         runner = self._require_runner("layer access")
         return runner.last_feature_map() if layer is None else runner.resolve(layer)
 
-    def _require_runner(self, what: str) -> GraphRunner:
+    def _require_runner(self, what: str, hint: str = "") -> GraphRunner:
         if self.runner is None:
             raise TfsalError(f"{what} needs a functional or sequential Keras model; received "
-                             f"{type(self.wrapped).__name__}, whose layers cannot be reached")
+                             f"{type(self.wrapped).__name__}, whose layers cannot be reached"
+                             f"{hint}")
         return self.runner
 
     def cam_head(self) -> tuple[str, np.ndarray]:
@@ -161,7 +162,7 @@ class Model:
         return gaps[-1], np.asarray(dense[0].kernel)
 
     # ------------------------------------------------------------------ graph pieces
-    def _forward(self, images, capture_outputs=(), capture_inputs=()):
+    def _forward(self, images, capture_outputs=(), capture_inputs=(), intercept=None):
         """Pixel images -> (raw outputs, captured layer tensors), inside a trace."""
         x = self._preprocess(images)
         if self.runner is None:
@@ -172,7 +173,42 @@ class Model:
                 out = next(iter(out.values()))
             return tf.convert_to_tensor(out), {}
         return self.runner.run(x, capture_outputs=capture_outputs, capture_inputs=capture_inputs,
-                               logits=self._logits_from_head)
+                               logits=self._logits_from_head, intercept=intercept)
+
+    def _overrider(self, rule, reference):
+        """The interceptor applying `rule` in this trace (None: plain gradients).
+
+        Rules that need reference activations (DeepLIFT) first run the reference images.
+        """
+        if rule is None:
+            return None
+        from tfsal.overrides import Overrider
+
+        self._require_runner(
+            "backward rules (guided backprop, deconvnet, rectgrad, deeplift, epsilon_lrp)",
+            hint="; a loaded SavedModel or hub object is opaque: load the original Keras model "
+                 "(.keras file or keras.applications) for these methods, or use a plain-gradient "
+                 "method (vanilla, gradient_x_input, smoothgrad, integrated_gradients)")
+        recorded = None
+        if rule.needs_reference:
+            recorded = Overrider(rule, record=True)
+            self._forward(reference, intercept=recorded)
+        return Overrider(rule, references=recorded)
+
+    def _rule_gradients(self, images, targets, score, rule, reference, capture=()):
+        """Forward + backward in one trace: (gradient w.r.t. images and captures, scores)."""
+        overrider = self._overrider(rule, reference)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            out, captured = self._forward(images, capture_outputs=capture, intercept=overrider)
+            selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
+            # Samples are independent: the gradient of the sum is each sample's gradient.
+            total = tf.reduce_sum(selected)
+        if overrider is not None:
+            overrider.check_reached()
+        features = [captured[path] for path in capture]
+        gradients = tape.gradient(total, [images] + features)
+        return gradients[0], features, gradients[1:], selected
 
     def _scores(self, outputs, score: str):
         """All-class scores of the requested kind from the raw outputs."""
@@ -191,71 +227,67 @@ class Model:
                              "score='probability' or 'log_probability'")
         return score
 
-    def _signature(self):
+    def _signature(self, reference: bool = False):
         h, w = self.input_size or (None, None)
-        return [tf.TensorSpec([None, h, w, 3], tf.float32), tf.TensorSpec([None], tf.int32)]
+        images = tf.TensorSpec([None, h, w, 3], tf.float32)
+        return [images, tf.TensorSpec([None], tf.int32)] + ([images] if reference else [])
 
-    def _fn(self, kind: str, score: str, layer: str | None = None):
-        """The compiled function for (kind, score, layer), traced once per adapter.
+    def _fn(self, kind: str, score: str, layer=None, rule=None):
+        """The compiled function for (kind, score, layer, rule), traced once per adapter.
+
+        Without autograph: nothing here branches on tensors, and errors raised while tracing
+        (a TfsalError from a rule that reaches no layer) reach the caller unwrapped.
 
         Calls go to the concrete function of the fixed input signature: it skips the
         per-call signature matching of `tf.function` (about 1 ms on 2 CPU cores, as much as a
-        small model's whole backward pass) and makes a retrace impossible.
+        small model's whole backward pass) and makes a retrace impossible. Every backward rule
+        gets its own function, so no trace ever mixes a rule with plain gradients.
         """
-        key = (kind, score, layer)
+        key = (kind, score, layer, rule)
         if key not in self._concrete:
-            function = getattr(self, f"_build_{kind}")(score, layer)
+            function = getattr(self, f"_build_{kind}")(score, layer, rule)
             self._concrete[key] = function.get_concrete_function()
             self._compiled[key] = function  # kept for introspection (tracing counts)
         return self._concrete[key]
 
-    def _build_outputs(self, score, _layer):
+    def _build_outputs(self, score, _layer, _rule):
         def outputs(images):
             out, _ = self._forward(images)
             return out if score == "logit_or_prob" else self._scores(out, score)
-        return tf.function(outputs, input_signature=self._signature()[:1])
+        return tf.function(outputs, input_signature=self._signature()[:1], autograph=False)
 
-    def _build_input_gradients(self, score, _layer):
-        def input_gradients(images, targets):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                out, _ = self._forward(images)
-                selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
-                # Samples are independent: the gradient of the sum is each sample's gradient.
-                total = tf.reduce_sum(selected)
-            return tape.gradient(total, images), selected
-        return tf.function(input_gradients, input_signature=self._signature())
+    def _build_input_gradients(self, score, _layer, rule):
+        def input_gradients(images, targets, reference=None):
+            grads, _, _, selected = self._rule_gradients(images, targets, score, rule, reference)
+            return grads, selected
+        needs_reference = rule is not None and rule.needs_reference
+        return tf.function(input_gradients, input_signature=self._signature(needs_reference),
+                           autograph=False)
 
-    def _build_layer_gradients(self, score, layer):
+    def _build_layer_gradients(self, score, layers, rule):
         def layer_gradients(images, targets):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                out, captured = self._forward(images, capture_outputs=(layer,))
-                selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
-                total = tf.reduce_sum(selected)
-            features = captured[layer]
-            return features, tape.gradient(total, features), selected
-        return tf.function(layer_gradients, input_signature=self._signature())
+            _, features, grads, selected = self._rule_gradients(images, targets, score, rule,
+                                                                 None, capture=layers)
+            return tuple(features), tuple(grads), selected
+        return tf.function(layer_gradients, input_signature=self._signature(), autograph=False)
 
-    def _build_layer_inputs(self, _score, layer):
+    def _build_layer_inputs(self, _score, layer, _rule):
         def layer_inputs(images):
             _, captured = self._forward(images, capture_inputs=(layer,))
             return captured[layer + ":input"]
-        return tf.function(layer_inputs, input_signature=self._signature()[:1])
+        return tf.function(layer_inputs, input_signature=self._signature()[:1], autograph=False)
 
-    def _batched(self, fn, images: np.ndarray, targets: np.ndarray | None = None):
-        """Call `fn` over chunks of `batch_size`; concatenate each returned part."""
+    def _batched(self, fn, images: np.ndarray, *arrays: np.ndarray):
+        """Call `fn` over chunks of `batch_size` of images (and arrays aligned with them);
+        concatenate each returned part (nested tuples are flattened)."""
         if self.input_size is not None and images.shape[1:3] != self.input_size:
             raise TfsalError(f"expected images of size {self.input_size[0]}x{self.input_size[1]} "
                              f"(the model's input), received {images.shape[1]}x{images.shape[2]}")
         parts = []
         for start in range(0, len(images), self.batch_size):
-            chunk = tf.constant(images[start:start + self.batch_size])
-            args = (chunk,) if targets is None else (
-                chunk, tf.constant(targets[start:start + self.batch_size]))
-            out = fn(*args)
-            parts.append(tuple(np.asarray(t) for t in out) if isinstance(out, tuple)
-                         else (np.asarray(out),))
+            chunk = slice(start, start + self.batch_size)
+            out = fn(tf.constant(images[chunk]), *(tf.constant(a[chunk]) for a in arrays))
+            parts.append([np.asarray(t) for t in tf.nest.flatten(out)])
         joined = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
         return joined if len(joined) > 1 else joined[0]
 
@@ -282,9 +314,13 @@ class Model:
         targets = self.resolve_targets(images, targets)
         return np.take_along_axis(self.predict(images, score=score), targets[:, None], 1)[:, 0]
 
-    def input_gradients(self, images, targets=None, *, score: str | None = None,
-                        return_scores: bool = False):
+    def input_gradients(self, images, targets=None, *, score: str | None = None, rule=None,
+                        reference=None, return_scores: bool = False):
         """Gradient of each target score with respect to the pixel-space images.
+
+        Args:
+            rule: a backward rule from `tfsal.overrides` (None: the true gradient).
+            reference: reference images (N, H, W, 3), for rules that need them (DeepLIFT).
 
         Returns:
             (N, H, W, 3) float32; with `return_scores`, a tuple (gradients, scores (N,)).
@@ -292,24 +328,45 @@ class Model:
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
         score = self._score(score)
-        grads, scores = self._batched(self._fn("input_gradients", score), images, targets)
+        extra = ()
+        if rule is not None and rule.needs_reference:
+            if reference is None or np.shape(reference) != images.shape:
+                raise TfsalError(f"expected reference images of shape {images.shape} for "
+                                 f"{type(rule).__name__}, received "
+                                 f"{None if reference is None else np.shape(reference)}")
+            extra = (np.asarray(reference, np.float32),)
+        grads, scores = self._batched(self._fn("input_gradients", score, rule=rule), images,
+                                      targets, *extra)
         return (grads, scores) if return_scores else grads
 
-    def layer_gradients(self, images, targets=None, *, layer=None, score: str | None = None):
+    def layer_gradients(self, images, targets=None, *, layer=None, score: str | None = None,
+                        rule=None):
         """Activations of `layer` and the gradient of each target score with respect to them.
 
         Args:
             layer: name, nested path ("base/conv5") or index; None = last conv feature map.
+            rule: a backward rule from `tfsal.overrides` (None: the true gradient).
 
         Returns:
             (activations, gradients), each shaped like the layer's output.
         """
+        found = self.layers_gradients(images, targets, layers=[layer], score=score, rule=rule)
+        return next(iter(found.values()))
+
+    def layers_gradients(self, images, targets=None, *, layers, score: str | None = None,
+                         rule=None) -> dict:
+        """`layer_gradients` for several layers from one forward and backward pass.
+
+        Returns:
+            dict layer path -> (activations, gradients), in the order given.
+        """
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
-        path = self.resolve_layer(layer)
+        paths = tuple(dict.fromkeys(self.resolve_layer(layer) for layer in layers))
         score = self._score(score)
-        acts, grads, _ = self._batched(self._fn("layer_gradients", score, path), images, targets)
-        return acts, grads
+        flat = self._batched(self._fn("layer_gradients", score, paths, rule), images, targets)
+        k = len(paths)
+        return {path: (flat[i], flat[k + i]) for i, path in enumerate(paths)}
 
     def layer_inputs(self, images, *, layer) -> np.ndarray:
         """The tensor arriving at `layer` (its first input)."""

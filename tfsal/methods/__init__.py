@@ -8,6 +8,14 @@ from tfsal.methods.integrated import (
                                       make_baseline,
                                       path_schedule,
 )
+from tfsal.methods.rectified import (
+                                     deconvnet,
+                                     guided_backprop,
+                                     guided_grad_cam,
+                                     layer_attributions,
+                                     rectgrad,
+)
+from tfsal.methods.relevance import deeplift, epsilon_lrp
 from tfsal.methods.smoothgrad import smoothgrad, vargrad
 
 # Name -> method, for the CLI and for loops over "every method".
@@ -19,9 +27,15 @@ METHODS = {
     "integrated_gradients": integrated_gradients,
     "cam": cam,
     "grad_cam": grad_cam,
+    "guided_backprop": guided_backprop,
+    "deconvnet": deconvnet,
+    "rectgrad": rectgrad,
+    "guided_grad_cam": guided_grad_cam,
+    "deeplift": deeplift,
+    "epsilon_lrp": epsilon_lrp,
 }
 
-__all__ = ["METHODS", "cam", "completeness_delta", "grad_cam", "gradient_x_input",
-           "integrated_gradients", "make_baseline", "path_schedule", "smoothgrad",
-           "vanilla_gradient",
-           "vargrad"]
+__all__ = ["METHODS", "cam", "completeness_delta", "deconvnet", "deeplift", "epsilon_lrp",
+           "grad_cam", "gradient_x_input", "guided_backprop", "guided_grad_cam",
+           "integrated_gradients", "layer_attributions", "make_baseline", "path_schedule",
+           "rectgrad", "smoothgrad", "vanilla_gradient", "vargrad"]

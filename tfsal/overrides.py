@@ -1,0 +1,317 @@
+"""Backward rules: Guided Backprop, Deconvnet, Rectified Gradient, DeepLIFT Rescale, ε-LRP.
+
+A rule replaces the backward pass at three kinds of sites while the forward pass stays exact:
+
+- activations: `Activation(...)` layers, the fused `activation=` of Conv2D / SeparableConv2D /
+  DepthwiseConv2D / Dense, and `ReLU` (Relu6 too), `ELU`, `LeakyReLU` layers, for the activation
+  types the RectGrad reference overrides (`OVERRIDDEN`);
+- SAME-padded convolutions (RectGrad's padding trick: zero a one-pixel border of the gradient
+  arriving at the convolution's output, before its own backward pass);
+- max-pooling (RectGrad's proportional redistribution rule, PRR).
+
+Rules reach a model through `graph.GraphRunner`, which calls the user's layers one by one:
+`Overrider` intercepts those calls inside one trace and wraps their outputs in
+`tf.custom_gradient` functions. Fused activations are evaluated through a bare shallow copy of
+the layer with a linear activation (sharing the weights), so the user's model is never changed
+and no global gradient registry is touched: a compiled plain gradient and a compiled rule
+gradient are different functions that cannot leak into each other.
+
+Rules are frozen dataclasses, so they are hashable keys of the adapter's compiled functions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfsal.errors import TfsalError
+from tfsal.graph import linear_copy
+
+# Activation types overridden by the RectGrad reference (one TensorFlow op each).
+OVERRIDDEN = ("relu", "relu6", "elu", "selu", "sigmoid", "tanh", "softplus", "leaky_relu")
+
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
+
+
+# ------------------------------------------------------------------------------------ rules
+class Rule:
+    """Base class: how the gradient passes an activation, a padded convolution, a max-pool."""
+
+    needs_reference = False  # True: the rule needs a forward pass on reference inputs first
+    padding_trick = False
+    prr = False
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        """Gradient at the activation's input.
+
+        Args:
+            grad: gradient arriving at the activation's output (R).
+            z: pre-activation; a: activation output.
+            derivative: callable(z) -> the activation's own elementwise derivative at z.
+            reference: (z0, a0) from the reference input, for rules that need it, else None.
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Guided(Rule):
+    """Guided Backprop (Springenberg et al. 2015): R · f'(z) · 1[R > 0]."""
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        return tf.where(grad > 0, grad * derivative(z), tf.zeros_like(grad))
+
+
+@dataclass(frozen=True)
+class Deconv(Rule):
+    """Deconvnet (Zeiler & Fergus 2014): the activation passes max(R, 0), ignoring the input."""
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        return tf.nn.relu(grad)
+
+
+@dataclass(frozen=True)
+class Rectified(Rule):
+    """Rectified Gradient (Kim et al. 2019): R · 1[a · R > τ], strict.
+
+    τ is the `percentile`-th percentile ("nearest") of a · R per sample over all of the layer's
+    units, or the constant `threshold` when one is given. As in the authors' code, the rule
+    replaces the activation's derivative (for ReLU and τ ≥ 0 the two agree).
+    """
+
+    percentile: float | None = 98.0
+    threshold: float | None = None
+    padding_trick: bool = True
+    prr: bool = False
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        importance = a * grad
+        if self.threshold is not None:
+            tau = tf.constant(self.threshold, importance.dtype)
+        else:
+            tau = per_sample_percentile(importance, self.percentile)
+        return tf.where(importance > tau, grad, tf.zeros_like(grad))
+
+
+@dataclass(frozen=True)
+class Rescale(Rule):
+    """DeepLIFT's Rescale rule (Shrikumar et al. 2017): R · (a − a0) / (z − z0).
+
+    Where |z − z0| ≤ 1e-5 the derivative at the midpoint is used instead (as in DeepExplain).
+    """
+
+    needs_reference = True
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        z0, a0 = reference
+        dz = z - z0
+        near = tf.abs(dz) <= 1e-5
+        ratio = (a - a0) / tf.where(near, tf.ones_like(dz), dz)
+        return grad * tf.where(near, derivative(0.5 * (z + z0)), ratio)
+
+
+@dataclass(frozen=True)
+class Epsilon(Rule):
+    """ε-LRP as a modified gradient (Ancona et al. 2018): R · a / (z + ε · sign(z))."""
+
+    epsilon: float = 1e-4
+
+    def activation_backward(self, grad, z, a, derivative, reference):
+        stabiliser = self.epsilon * tf.where(z >= 0, tf.ones_like(z), -tf.ones_like(z))
+        return grad * a / (z + stabiliser)
+
+
+# ------------------------------------------------------------------------------- primitives
+def per_sample_percentile(values, q: float):
+    """The q-th percentile of each sample's values, "nearest" interpolation (NumPy's).
+
+    Rank index round-half-even((n − 1) · q / 100) of the ascending order, found with `top_k`
+    from whichever end is closer (a partial sort; a full sort costs five times more).
+
+    Returns:
+        a tensor broadcastable against `values`: (N, 1, ..., 1).
+    """
+    n = int(np.prod(values.shape[1:]))
+    flat = tf.reshape(values, (-1, n))
+    index = int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
+    if index >= n // 2:
+        tau = tf.math.top_k(flat, k=n - index, sorted=True).values[:, -1]
+    else:
+        tau = -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
+    return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
+
+
+def _border_mask(tensor):
+    """1 inside, 0 on the one-pixel border of H and W; all ones on maps with H or W ≤ 2."""
+    shape = tf.shape(tensor)
+    h, w = shape[1], shape[2]
+    rows = tf.range(h)
+    cols = tf.range(w)
+    tiny = tf.logical_or(h <= 2, w <= 2)
+    keep_rows = tf.logical_or(tiny, (rows > 0) & (rows < h - 1))
+    keep_cols = tf.logical_or(tiny, (cols > 0) & (cols < w - 1))
+    mask = tf.logical_and(keep_rows[:, None], keep_cols[None, :])
+    return tf.cast(mask, tensor.dtype)[None, :, :, None]
+
+
+def _mask_border_gradient(out):
+    """Identity forward; the backward pass zeroes the gradient's one-pixel border."""
+
+    @tf.custom_gradient
+    def padded(x):
+        return tf.identity(x), lambda grad: grad * _border_mask(grad)
+
+    return padded(out)
+
+
+def _proportional_max_pool(layer, x):
+    """Max-pool forward; backward dx = x ⊙ AvgPoolGrad(dy / (AvgPool(x) + 1e-10)) (PRR)."""
+    if layer.data_format != "channels_last":
+        raise TfsalError("expected channels_last max-pooling for the proportional "
+                         f"redistribution rule, received {layer.data_format} in {layer.name}")
+    ksize = [1, *layer.pool_size, 1]
+    strides = [1, *layer.strides, 1]
+    padding = layer.padding.upper()
+
+    @tf.custom_gradient
+    def pool(inputs):
+        def backward(grad):
+            window_mean = tf.nn.avg_pool2d(inputs, ksize, strides, padding) + 1e-10
+            share = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(inputs),
+                                           grad=grad / window_mean, ksize=ksize,
+                                           strides=strides, padding=padding)
+            return inputs * share
+        return layer(inputs), backward
+
+    return pool(x)
+
+
+def _derivative(name: str, forward):
+    """The elementwise derivative of an activation, as a function of its input z."""
+    if name == "relu":  # plain ReLU in every form: no need to differentiate the forward op
+        return lambda z: tf.cast(z > 0, z.dtype)
+
+    def derivative(z):
+        with tf.GradientTape() as tape:
+            tape.watch(z)
+            y = forward(z)
+        return tape.gradient(y, z)
+
+    return derivative
+
+
+# ------------------------------------------------------------------------------ the hook
+def _activation_name(layer) -> str | None:
+    """Which overridden activation `layer` applies ("relu", ...), or None."""
+    if isinstance(layer, keras.layers.ReLU):
+        plain = (layer.max_value is None and float(layer.negative_slope) == 0.0
+                 and float(layer.threshold) == 0.0)
+        return "relu" if plain else ("relu6" if layer.max_value == 6 else "relu_layer")
+    if isinstance(layer, keras.layers.ELU):
+        return "elu"
+    if isinstance(layer, keras.layers.LeakyReLU):
+        return "leaky_relu"
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", None)
+    return name if name in OVERRIDDEN else None
+
+
+def _is_same_conv(layer) -> bool:
+    return isinstance(layer, _CONVOLUTIONS) and getattr(layer, "padding", None) == "same"
+
+
+class Overrider:
+    """Per-trace interceptor of layer calls that applies one rule (see the module docstring).
+
+    Args:
+        rule: the rule to apply.
+        references: for rules with `needs_reference`, the Overrider that recorded the reference
+            pass (its `recorded` pre-activations are looked up in the same call order).
+        record: record pre-activations (the reference pass) instead of applying the rule.
+    """
+
+    def __init__(self, rule: Rule, references: Overrider | None = None, record: bool = False):
+        self.rule = rule
+        self.record = record
+        self.references = references
+        self.recorded: dict = {}
+        self.reached: Counter = Counter()
+        self._calls: Counter = Counter()
+        self._linear: dict = {}
+
+    def __call__(self, path: str, layer, args, kwargs):
+        name = _activation_name(layer)
+        if name is None:
+            if isinstance(layer, keras.layers.MaxPooling2D) and self.rule.prr and not self.record:
+                self.reached["max_pool"] += 1
+                return _proportional_max_pool(layer, args[0])
+            out = layer(*args, **kwargs)
+            if _is_same_conv(layer) and self.rule.padding_trick and not self.record:
+                self.reached["padding"] += 1
+                out = _mask_border_gradient(out)
+            return out
+        key = (path, self._calls[path])
+        self._calls[path] += 1
+        if isinstance(layer, (keras.layers.Activation, keras.layers.ReLU, keras.layers.ELU,
+                              keras.layers.LeakyReLU)):
+            z = args[0]
+            forward = layer.activation if isinstance(layer, keras.layers.Activation) else layer
+        else:  # fused activation: pre-activation from the linear copy
+            if path not in self._linear:
+                self._linear[path] = linear_copy(layer)
+            z = self._linear[path](*args, **kwargs)
+            if _is_same_conv(layer) and self.rule.padding_trick and not self.record:
+                self.reached["padding"] += 1
+                z = _mask_border_gradient(z)
+            forward = layer.activation
+        if self.record:
+            a = forward(z)
+            self.recorded[key] = (tf.stop_gradient(z), tf.stop_gradient(a))
+            return a
+        self.reached["activation"] += 1
+        reference = self.references.recorded[key] if self.references is not None else None
+        derivative = _derivative(name, forward)
+        return self._apply(forward, z, derivative, reference)
+
+    def _apply(self, forward, z, derivative, reference):
+        rule = self.rule
+
+        @tf.custom_gradient
+        def activation(pre):
+            a = forward(pre)
+
+            def backward(grad):
+                return rule.activation_backward(grad, pre, a, derivative, reference)
+
+            return a, backward
+
+        return activation(z)
+
+    def check_reached(self):
+        """Raise unless the rule reached at least one activation."""
+        if self.reached["activation"] == 0:
+            kinds = ", ".join(OVERRIDDEN)
+            raise TfsalError(
+                f"expected a model with activations a backward rule can reach ({kinds} as "
+                "Activation layers, fused activation= arguments or ReLU/ELU/LeakyReLU layers); "
+                "found none, so the rule would silently return the plain gradient")
+
+
+
+def activation_layers(runner) -> list[str]:
+    """Paths of the layers applying an overridden activation to a spatial (rank-4) map."""
+    paths = []
+    for path in runner.paths:
+        layer = runner.layer(path)
+        if path == runner.head_path or _activation_name(layer) is None:
+            continue
+        try:
+            rank = len(layer.output.shape)
+        except (AttributeError, ValueError):
+            continue
+        if rank == 4:
+            paths.append(path)
+    return paths
