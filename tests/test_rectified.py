@@ -323,3 +323,16 @@ def test_bad_rectgrad_hyperparameters_raise(kwargs, images):
 def test_rules_are_hashable_distinct_keys():
     assert Rectified() == Rectified() and hash(Guided()) == hash(Guided())
     assert Rectified(percentile=90.0) != Rectified() and Deconv() != Guided()
+
+
+def test_threshold_sweep_rows(images):
+    from tfsal.reproduce.rectified_gradient import sweep_table, threshold_sweep
+
+    masks = np.zeros(images.shape[:3], bool)
+    masks[:, 4:12, 4:12] = True
+    rows = threshold_sweep(toy_cnn(), images, masks, percentiles=(20, 98))
+    assert [r.percentile for r in rows] == [20, 98]
+    assert rows[0].similarity == pytest.approx(1.0)
+    assert rows[1].nonzero < rows[0].nonzero  # a higher threshold passes fewer units
+    assert all(0 <= r.mass_inside <= 1 for r in rows)
+    assert "| 98 |" in sweep_table(rows, 0.25)
