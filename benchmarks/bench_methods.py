@@ -1,6 +1,6 @@
 """Method cost as a ratio to the forward+backward floor, measured in the same process.
 
-    .venv/bin/python benchmarks/bench_methods.py [--models resnet50,embedded] [--repeats 5]
+    .venv/bin/python benchmarks/bench_methods.py [--models resnet50,vgg16,embedded] [--repeats 5]
                                                  [--out BENCHMARKS.md] [--quick]
 
 The floor is a plain compiled `GradientTape` input gradient of one class score of the same
@@ -27,6 +27,8 @@ import tensorflow as tf  # noqa: E402
 import tfsal  # noqa: E402
 
 N_PATH = 50  # SmoothGrad samples and IG steps
+PATH_MODELS = ("resnet50", "embedded")  # where SmoothGrad / IG are timed (VGG16: too slow here)
+RECTGRAD = dict(percentile=98, padding_trick=True, prr=True)
 
 
 def build(name: str) -> tuple[keras.Model, tfsal.Model]:
@@ -94,7 +96,7 @@ def bench_model(name: str, repeats: int, quick: bool) -> list[dict]:
     # Trace (first-call) cost of each tfsal method, on a fresh adapter.
     fresh = tfsal.Model(user, preprocess=model.preprocess, batch_size=model.batch_size)
     first_call = {m: timed(lambda m=m: getattr(tfsal, m)(fresh, one, 0))
-                  for m in ("vanilla_gradient", "grad_cam")}
+                  for m in ("vanilla_gradient", "grad_cam", "rectgrad")}
 
     batch_sizes = (8,) if quick else (8, 16, 32)
     batched = interleaved({b: (lambda b=b: floor(np.repeat(one, b, axis=0)))
@@ -104,16 +106,21 @@ def bench_model(name: str, repeats: int, quick: bool) -> list[dict]:
     model.batch_size = best_batch
     many = np.repeat(one, best_batch, axis=0)
 
-    times = interleaved({
+    candidates = {
         "floor (batch 1)": lambda: floor(one),
         "floor (best batch)": lambda: floor(many),
         "vanilla_gradient": lambda: tfsal.vanilla_gradient(model, one, 0),
         "gradient_x_input": lambda: tfsal.gradient_x_input(model, one, 0),
         "grad_cam": lambda: tfsal.grad_cam(model, one, 0),
-        f"smoothgrad-{n_path}": lambda: tfsal.smoothgrad(model, one, 0, n_samples=n_path, seed=0),
-        f"integrated_gradients-{n_path}": lambda: tfsal.integrated_gradients(model, one, 0,
-                                                                            steps=n_path),
-    }, repeats)
+        "guided_backprop": lambda: tfsal.guided_backprop(model, one, 0),
+        "rectgrad (q=98, padding trick, PRR)": lambda: tfsal.rectgrad(model, one, 0, **RECTGRAD),
+    }
+    if name in PATH_MODELS:
+        candidates[f"smoothgrad-{n_path}"] = lambda: tfsal.smoothgrad(model, one, 0,
+                                                                      n_samples=n_path, seed=0)
+        candidates[f"integrated_gradients-{n_path}"] = lambda: tfsal.integrated_gradients(
+            model, one, 0, steps=n_path)
+    times = interleaved(candidates, repeats)
     per_image = times["floor (best batch)"] / best_batch
 
     traces = tracing_counts(model)
@@ -134,8 +141,11 @@ def bench_model(name: str, repeats: int, quick: bool) -> list[dict]:
     row("vanilla_gradient", f1, "floor", 1.05)
     row("gradient_x_input", f1, "floor", 1.05)
     row("grad_cam", f1, "floor", 0.5)
-    row(f"smoothgrad-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
-    row(f"integrated_gradients-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
+    row("guided_backprop", f1, "floor", 1.05)
+    row("rectgrad (q=98, padding trick, PRR)", f1, "floor", 1.5)
+    if name in PATH_MODELS:
+        row(f"smoothgrad-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
+        row(f"integrated_gradients-{n_path}", path_floor, f"{n_path}× per-image floor", 1.05)
     rows.append(dict(model=name, method="new target class", seconds=new_target,
                      ratio=new_target / f1, base="floor", target="0 retraces",
                      ok="yes" if retraces == 0 else f"no ({retraces})"))
@@ -201,7 +211,7 @@ def markdown(rows: list[dict], completeness: list[str], repeats: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="resnet50,embedded")
+    parser.add_argument("--models", default="resnet50,vgg16,embedded")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=None, help="write the markdown table here")
     parser.add_argument("--quick", action="store_true", help="a smoke run: small settings")

@@ -62,7 +62,7 @@ class Guided(Rule):
     """Guided Backprop (Springenberg et al. 2015): R · f'(z) · 1[R > 0]."""
 
     def activation_backward(self, grad, z, a, derivative, reference):
-        return tf.where(grad > 0, grad * derivative(z), tf.zeros_like(grad))
+        return tf.nn.relu(grad) * derivative(z)
 
 
 @dataclass(frozen=True)
@@ -88,12 +88,9 @@ class Rectified(Rule):
     prr: bool = False
 
     def activation_backward(self, grad, z, a, derivative, reference):
-        importance = a * grad
-        if self.threshold is not None:
-            tau = tf.constant(self.threshold, importance.dtype)
-        else:
-            tau = per_sample_percentile(importance, self.percentile)
-        return tf.where(importance > tau, grad, tf.zeros_like(grad))
+        if self.threshold is None:
+            return rectify(grad, a, self.percentile)
+        return tf.where(a * grad > self.threshold, grad, tf.zeros_like(grad))
 
 
 @dataclass(frozen=True)
@@ -128,8 +125,9 @@ class Epsilon(Rule):
 def per_sample_percentile(values, q: float):
     """The q-th percentile of each sample's values, "nearest" interpolation (NumPy's).
 
-    Rank index round-half-even((n − 1) · q / 100) of the ascending order, found with `top_k`
-    from whichever end is closer (a partial sort; a full sort costs five times more).
+    The value at rank round-half-even((n − 1) · q / 100) of each sample's ascending order:
+    an exact radix select for layers of `_RADIX_MIN` values or more, a partial sort (`top_k`
+    from whichever end is closer) below.
 
     Returns:
         a tensor broadcastable against `values`: (N, 1, ..., 1).
@@ -137,11 +135,67 @@ def per_sample_percentile(values, q: float):
     n = int(np.prod(values.shape[1:]))
     flat = tf.reshape(values, (-1, n))
     index = int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
-    if index >= n // 2:
+    if n >= _RADIX_MIN:
+        tau = _radix_select(flat, index)
+    elif index >= n // 2:
         tau = tf.math.top_k(flat, k=n - index, sorted=True).values[:, -1]
     else:
         tau = -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
     return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
+
+
+def rectify(grad, activation, q: float):
+    """RectGrad's rule R · 1[a · R > τ] with τ the per-sample q-th percentile of a · R.
+
+    Layers of `_RADIX_MIN` values or more run as one XLA cluster (`jit_compile`): XLA fuses
+    the elementwise work around the radix select's two counting passes, which makes the rule
+    2.8 times faster than op by op on CPU (3.7 ms against 10 ms for 800 k values).
+    """
+    def rule(grad, activation):
+        importance = activation * grad
+        tau = per_sample_percentile(importance, q)
+        return tf.where(importance > tau, grad, tf.zeros_like(grad))
+
+    if int(np.prod(grad.shape[1:])) >= _RADIX_MIN:
+        rule = tf.function(rule, jit_compile=True, autograph=False)
+    return rule(grad, activation)
+
+
+_RADIX_MIN = 1 << 12  # smaller layers: top_k is cheaper than 65 536 histogram bins
+_BINS = 1 << 16
+_SIGN = -(2**31)  # int32 with only the sign bit set
+
+
+def _radix_select(flat, index: int):
+    """Exact value at ascending rank `index` of each row of `flat` (N, n) float32.
+
+    Floats become unsigned keys in the same order (flip every bit of negative floats, only the
+    sign bit of the others). Pass 1 counts each row's keys by their high 16 bits and finds the
+    bucket holding rank `index`; pass 2 counts that bucket's keys by their low 16 bits.
+    """
+    bits = tf.bitcast(flat, tf.int32)
+    keys = tf.bitwise.bitwise_xor(bits, tf.bitwise.right_shift(bits, 31) | _SIGN)
+    high = tf.bitcast(tf.bitwise.right_shift(tf.bitcast(keys, tf.uint32), 16), tf.int32)
+    bucket, rank = _bucket_of_rank(high, tf.fill(tf.shape(flat)[:1], index), _BINS)
+    low = tf.bitwise.bitwise_and(keys, _BINS - 1)
+    low = tf.where(tf.equal(high, bucket[:, None]), low, _BINS)  # other buckets: an extra bin
+    position, _ = _bucket_of_rank(low, rank, _BINS + 1)
+    key = tf.bitwise.left_shift(bucket, 16) | position
+    # back to float bits: keys with the top bit set came from non-negative floats
+    bits = tf.bitwise.bitwise_xor(key, tf.where(key < 0, _SIGN, -1))
+    return tf.bitcast(bits, tf.float32)
+
+
+def _bucket_of_rank(bins, rank, n_bins: int):
+    """Per row: the bin holding the element of ascending rank `rank`, and its rank inside."""
+    counts = tf.raw_ops.DenseBincount(input=bins, size=tf.constant(n_bins, tf.int32),
+                                      weights=tf.constant([], tf.int32), binary_output=False)
+    below_and_in = tf.cumsum(counts, axis=1)
+    bucket = tf.argmax(tf.cast(below_and_in > rank[:, None], tf.int32), axis=1,
+                       output_type=tf.int32)
+    below = tf.gather(below_and_in, bucket, batch_dims=1) - tf.gather(counts, bucket,
+                                                                      batch_dims=1)
+    return bucket, rank - below
 
 
 def _border_mask(tensor):
