@@ -133,19 +133,19 @@ class GraphRunner:
     def head_is_softmax(self) -> bool:
         return _is_softmax(self.layer(self.head_path))
 
+    def spatial_paths(self, keep=lambda layer: True) -> list[str]:
+        """Paths, in execution order, of the layers (not models) with a rank-4 output that
+        `keep` accepts."""
+        return [path for path, layer in self._layers
+                if not is_graph_model(layer) and _output_rank(layer) == 4 and keep(layer)]
+
     def last_feature_map(self) -> str:
         """Path of the last layer with a spatial (rank-4) output that is not a pooling layer."""
-        for path, layer in reversed(self._layers):
-            if isinstance(layer, _POOLING) or is_graph_model(layer):
-                continue
-            try:
-                rank = len(layer.output.shape)
-            except (AttributeError, ValueError):
-                continue
-            if rank == 4:
-                return path
-        raise TfsalError("expected a model with a convolutional (N, h, w, channels) feature map, "
-                         "found no layer with a rank-4 output")
+        paths = self.spatial_paths(lambda layer: not isinstance(layer, _POOLING))
+        if not paths:
+            raise TfsalError("expected a model with a convolutional (N, h, w, channels) feature "
+                             "map, found no layer with a rank-4 output")
+        return paths[-1]
 
     def after(self, path: str) -> list[tuple[str, object]]:
         """The layers executed after `path` (flattened order), models themselves excluded."""
@@ -204,6 +204,13 @@ class GraphRunner:
         if path in state.capture_outputs:
             state.captured[path] = out
         return out
+
+
+def _output_rank(layer) -> int | None:
+    try:
+        return len(layer.output.shape)
+    except (AttributeError, ValueError):  # never called, or called several times
+        return None
 
 
 def _without_softmax(layer):

@@ -147,20 +147,23 @@ def per_sample_percentile(values, q: float):
 def rectify(grad, activation, q: float):
     """RectGrad's rule R · 1[a · R > τ] with τ the per-sample q-th percentile of a · R.
 
-    Layers of `_RADIX_MIN` values or more run as one XLA cluster (`jit_compile`): XLA fuses
-    the elementwise work around the radix select's two counting passes, which makes the rule
-    2.8 times faster than op by op on CPU (3.7 ms against 10 ms for 800 k values).
+    Layers of `_RADIX_MIN` values or more run as one XLA cluster: XLA fuses the elementwise
+    work around the radix select's two counting passes, which makes the rule 2.8 times faster
+    than op by op on CPU (3.7 ms against 10 ms for 800 k values). The compiled function is
+    shared, so each distinct layer shape (and q) is compiled once per process.
     """
-    def rule(grad, activation):
-        importance = activation * grad
-        tau = per_sample_percentile(importance, q)
-        return tf.where(importance > tau, grad, tf.zeros_like(grad))
-
     if int(np.prod(grad.shape[1:])) >= _RADIX_MIN:
-        rule = tf.function(rule, jit_compile=True, autograph=False)
-    return rule(grad, activation)
+        return _rectify_compiled(grad, activation, float(q))
+    return _rectify(grad, activation, q)
 
 
+def _rectify(grad, activation, q):
+    importance = activation * grad
+    tau = per_sample_percentile(importance, q)
+    return tf.where(importance > tau, grad, tf.zeros_like(grad))
+
+
+_rectify_compiled = tf.function(_rectify, jit_compile=True, autograph=False)
 _RADIX_MIN = 1 << 12  # smaller layers: top_k is cheaper than 65 536 histogram bins
 _BINS = 1 << 16
 _SIGN = -(2**31)  # int32 with only the sign bit set
@@ -357,15 +360,5 @@ class Overrider:
 
 def activation_layers(runner) -> list[str]:
     """Paths of the layers applying an overridden activation to a spatial (rank-4) map."""
-    paths = []
-    for path in runner.paths:
-        layer = runner.layer(path)
-        if path == runner.head_path or _activation_name(layer) is None:
-            continue
-        try:
-            rank = len(layer.output.shape)
-        except (AttributeError, ValueError):
-            continue
-        if rank == 4:
-            paths.append(path)
-    return paths
+    return [path for path in runner.spatial_paths(_activation_name)
+            if path != runner.head_path]
