@@ -25,13 +25,24 @@ from tfsal.methods import (
     vargrad,
 )
 from tfsal.model import Model, load_model
+from tfsal.nonlinear import (
+    SelectiveBlur,
+    Trajectory,
+    blur_below_level,
+    mask_below_level,
+    nonlinear_saliency,
+    selective_blur,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
     "Model",
+    "SelectiveBlur",
+    "Trajectory",
     "TfsalError",
+    "blur_below_level",
     "cam",
     "completeness_delta",
     "deconvnet",
@@ -45,7 +56,10 @@ __all__ = [
     "layer_attributions",
     "load_model",
     "make_baseline",
+    "mask_below_level",
+    "nonlinear_saliency",
     "rectgrad",
+    "selective_blur",
     "smoothgrad",
     "vanilla_gradient",
     "vargrad",

@@ -250,6 +250,35 @@ class Model:
             self._compiled[key] = function  # kept for introspection (tracing counts)
         return self._concrete[key]
 
+    def compiled(self, key: tuple, build: Callable):
+        """The concrete function of `build()` (a tf.function with an input signature), built
+        and traced once per adapter and `key`. For methods that compile their own loops around
+        `traced_gradients` (e.g. the nonlinear saliency loop)."""
+        key = ("custom",) + tuple(key)
+        if key not in self._concrete:
+            function = build()
+            self._concrete[key] = function.get_concrete_function()
+            self._compiled[key] = function
+        return self._concrete[key]
+
+    def traced_gradients(self, images, targets, *, score: str | None = None):
+        """Inside a trace: (gradient of each target score w.r.t. the images, all-class scores).
+
+        The building block for compiled loops; eager callers use `input_gradients`.
+        """
+        score = self._score(score)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            out, _ = self._forward(images)
+            scores = self._scores(out, score)
+            total = tf.reduce_sum(tf.gather(scores, targets, batch_dims=1))
+        return tape.gradient(total, images), scores
+
+    def traced_scores(self, images, *, score: str | None = None):
+        """Inside a trace: all-class scores of the chosen kind."""
+        out, _ = self._forward(images)
+        return self._scores(out, self._score(score))
+
     def _build_outputs(self, score, _layer, _rule):
         def outputs(images):
             out, _ = self._forward(images)

@@ -125,6 +125,9 @@ class Epsilon(Rule):
 def per_sample_percentile(values, q: float):
     """The q-th percentile of each sample's values, "nearest" interpolation (NumPy's).
 
+    `q` is a number, or a scalar tensor (then a full sort: meant for small maps, such as the
+    per-pixel norms of the nonlinear saliency loop).
+
     The value at rank round-half-even((n − 1) · q / 100) of each sample's ascending order:
     an exact radix select for layers of `_RADIX_MIN` values or more, a partial sort (`top_k`
     from whichever end is closer) below.
@@ -134,6 +137,11 @@ def per_sample_percentile(values, q: float):
     """
     n = int(np.prod(values.shape[1:]))
     flat = tf.reshape(values, (-1, n))
+    if tf.is_tensor(q):  # a level that changes inside a compiled loop: sort and pick
+        index = tf.cast(tf.round(tf.cast(n - 1, tf.float64) * tf.cast(q, tf.float64) / 100.0),
+                        tf.int32)  # tf.round: half to even, like np.round
+        tau = tf.gather(tf.sort(flat, axis=1), index, axis=1)
+        return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
     index = int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
     if n >= _RADIX_MIN:
         tau = _radix_select(flat, index)
