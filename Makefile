@@ -12,7 +12,7 @@ $(VENV)/bin/activate:
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,plot]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,progress]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -24,6 +24,7 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_methods.py --out BENCHMARKS.md
+	cd benchmarks && ../$(PY) bench_nonlinear.py --out ../BENCHMARKS_NONLINEAR.md
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache

@@ -20,18 +20,28 @@ def norms(images):
 def test_blur_below_level_blurs_exactly_the_low_pixels_like_scipy(images, norms, level):
     out = tfsal.blur_below_level(images, norms, level, blur_sigma=1.5)
     reference = gaussian_filter(images, sigma=(0, 1.5, 1.5, 0), mode="reflect", truncate=4.0)
-    n = norms[0].size
-    below = norms < np.sort(norms.reshape(len(norms), -1), axis=1)[
-        :, int(np.round((n - 1) * level))][:, None, None]
+    below = lowest(norms, level)
     np.testing.assert_allclose(out[below], reference[below], rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(out[~below], images[~below])
-    assert below.sum(axis=(1, 2)).tolist() == [int(np.round((n - 1) * level))] * len(images)
+    assert below.sum(axis=(1, 2)).tolist() == [int(np.round(norms[0].size * level))] * 5
+
+
+def lowest(norms, level):
+    """The round(level · H · W) lowest-norm pixels of each image, by rank (stable)."""
+    flat = norms.reshape(len(norms), -1)
+    ranks = np.argsort(np.argsort(flat, axis=1, kind="stable"), axis=1, kind="stable")
+    return (ranks < np.round(level * flat.shape[1])).reshape(norms.shape)
+
+
+def test_ties_do_not_change_how_many_pixels_are_blurred(images):
+    zeros = np.zeros(images.shape[:3], np.float32)  # a saturated softmax: all-zero gradient
+    out = tfsal.mask_below_level(images, zeros, 0.5, background=0.0)
+    assert ((out == 0).all(axis=-1).mean(axis=(1, 2)) >= 0.5).all()
 
 
 def test_mask_below_level_paints_the_background(images, norms):
     out = tfsal.mask_below_level(images, norms, 0.3, background=0.25)
-    low = norms < np.quantile(norms.reshape(len(norms), -1), 0.3, axis=1,
-                              method="nearest")[:, None, None]
+    low = lowest(norms, 0.3)
     assert (out[low] == 0.25).all() and (out[~low] == images[~low]).all()
 
 
@@ -78,11 +88,16 @@ def test_trajectory_contract(images):
     rows = np.arange(5)
     np.testing.assert_allclose(t.target_probability[rows, t.best_step], t.best_probability)
     assert (t.best_probability >= t.target_probability[:, 0]).all()
-    # the fraction of blurred pixels follows the levels (distinct norms: exact ranks)
+    # the fraction of blurred pixels follows the levels exactly
     n = images.shape[1] * images.shape[2]
-    expected = np.round((n - 1) * t.step_levels) / n
+    expected = np.round(n * t.step_levels) / n
     np.testing.assert_allclose(t.blurred_fraction, np.broadcast_to(expected, (5, steps)),
-                               atol=2 / n)
+                               atol=1e-6)
+    np.testing.assert_allclose(1 - t.kept.mean(axis=(2, 3)),
+                               np.broadcast_to(np.round(n * t.levels) / n, (5, 4)), atol=1e-6)
+    still = tfsal.nonlinear_saliency(toy_cnn(), images, 2, **(FAST | dict(step_size=0.0)))
+    masked = ~still.kept[:, -1]  # without a step, the last map is white where nothing was kept
+    assert (still.maps[:, -1][masked] == 1.0).all() and (still.maps[:, -1][~masked] < 1).any()
     np.testing.assert_array_equal(t.top_classes(1)[..., 0], t.probabilities.argmax(-1))
 
 
@@ -138,8 +153,7 @@ def test_selective_blur_blurs_only_the_salient_pixels(images, norms):
     model = tfsal.Model(toy_cnn())
     result = tfsal.selective_blur(model, images, norms, [1, 1, 2, 2, 3], level=0.9,
                                   blur_sigma=1.0)
-    salient = norms >= np.quantile(norms.reshape(5, -1), 0.9, axis=1,
-                                   method="nearest")[:, None, None]
+    salient = ~lowest(norms, 0.9)
     np.testing.assert_array_equal(result.blurred[~salient], images[~salient])
     assert not np.allclose(result.blurred[salient], images[salient])
     np.testing.assert_allclose(result.salient_fraction, salient.mean(axis=(1, 2)))
@@ -147,3 +161,13 @@ def test_selective_blur_blurs_only_the_salient_pixels(images, norms):
     rows = np.arange(5)
     np.testing.assert_allclose(result.target_change, result.after[rows, [1, 1, 2, 2, 3]]
                                - result.before[rows, [1, 1, 2, 2, 3]])
+
+
+def test_selective_blur_takes_the_trajectorys_kept_pixels(images):
+    model = tfsal.Model(toy_cnn())
+    t = tfsal.nonlinear_saliency(model, images, 1, **FAST)
+    result = tfsal.selective_blur(model, images, t.kept[:, -1], t.targets, blur_sigma=1.0)
+    np.testing.assert_allclose(result.salient_fraction, t.kept[:, -1].mean(axis=(1, 2)))
+    np.testing.assert_array_equal(result.blurred[~t.kept[:, -1]], images[~t.kept[:, -1]])
+    with pytest.raises(TfsalError, match="boolean mask of shape"):
+        tfsal.selective_blur(model, images, t.kept[:, -1, :3], t.targets)

@@ -40,6 +40,24 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
     explain.set_defaults(run=_explain)
 
+    nonlinear = sub.add_parser("nonlinear", help="nonlinear saliency maps and the paper's figures")
+    nonlinear.add_argument("images", nargs="+", type=Path, help="PNG/JPEG files")
+    _add_model_options(nonlinear)
+    nonlinear.add_argument("--target", default="top1",
+                           help="class index, or top1 / top2 (the model's best classes)")
+    nonlinear.add_argument("--linear", action="store_true",
+                           help="only the linear variant (sensitivity frozen at the original)")
+    nonlinear.add_argument("--levels", default=None,
+                           help="comma-separated fractions of pixels to blur "
+                                "(default 0,0.05,0.1,0.2,0.3,0.5,0.75,0.95)")
+    nonlinear.add_argument("--steps-per-level", type=int, default=None,
+                           help="steps at each level (default: tfsal.nonlinear.STEPS_PER_LEVEL)")
+    nonlinear.add_argument("--step-size", type=float, default=None,
+                           help="step size h along the sensitivity "
+                                "(default: tfsal.nonlinear.STEP_SIZE)")
+    nonlinear.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
+    nonlinear.set_defaults(run=_nonlinear)
+
     demo = sub.add_parser("demo", help="every method on sample images of the embedded model")
     demo.add_argument("--n-images", type=int, default=6)
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -96,22 +114,11 @@ def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
 
 
 def _explain(args) -> int:
-    from tfsal.images import load_image
     from tfsal.methods import METHODS
 
     model = _load(args)
     names = _method_names(args.method)
-    size = model.input_size
-    loaded = []
-    for path in args.images:
-        image, note = load_image(path, size)
-        if note:
-            print(f"{path}: {note}")
-        loaded.append(image)
-    if size is None and len({im.shape for im in loaded}) > 1:
-        raise TfsalError("expected images of one size for a model without a fixed input size, "
-                         f"received sizes {sorted({im.shape[:2] for im in loaded})}")
-    images = np.stack(loaded)
+    images = _load_images(args.images, model.input_size)
     summary = []
     for targets in _targets(model, images, args.target):
         for name in names:
@@ -124,6 +131,108 @@ def _explain(args) -> int:
     _write_json(args.out / "summary.json", summary)
     print(f"wrote {2 * len(summary)} files for {len(images)} image(s) to {args.out}")
     return 0
+
+
+def _load_images(paths: list[Path], size) -> np.ndarray:
+    """Read image files into one (N, H, W, 3) batch, resized to the model's input size."""
+    from tfsal.images import load_image
+
+    loaded = []
+    for path in paths:
+        image, note = load_image(path, size)
+        if note:
+            print(f"{path}: {note}")
+        loaded.append(image)
+    if size is None and len({im.shape for im in loaded}) > 1:
+        raise TfsalError("expected images of one size for a model without a fixed input size, "
+                         f"received sizes {sorted({im.shape[:2] for im in loaded})}")
+    return np.stack(loaded)
+
+
+def _nonlinear(args) -> int:
+    from tfsal.nonlinear import nonlinear_saliency, selective_blur
+
+    model = _load(args)
+    images = _load_images(args.images, model.input_size)
+    targets = np.stack(_targets(model, images, args.target), axis=1)  # (N, K), image-major items
+    options = _nonlinear_options(args)
+    options["progress"] = True  # a bar over batches, when tqdm is installed
+    trajectory = nonlinear_saliency(model, images, targets, linear=args.linear, **options)
+    linear = None if args.linear else nonlinear_saliency(model, images, targets, linear=True,
+                                                          **options)
+    originals = images[trajectory.image_index]
+    # Figure 4: blur the pixels the loop kept at its last level (the salient ones)
+    blurred = selective_blur(model, originals, trajectory.kept[:, -1], trajectory.targets)
+    paths = [args.images[i] for i in trajectory.image_index]
+    items, shared = _nonlinear_figures(args.out, model, originals, trajectory, linear, blurred,
+                                       paths)
+    _write_json(args.out / "trajectory.json", {
+        "model": str(args.model), "linear": bool(args.linear), "files": shared, "items": items})
+    count = len(shared) + sum(len(e["files"]) for e in items)
+    print(f"{'linear' if args.linear else 'nonlinear'} saliency of {len(items)} item(s) from "
+          f"{len(images)} image(s): mean best target probability "
+          f"{trajectory.best_probability.mean():.3f}; wrote {count} figures and trajectory.json "
+          f"to {args.out}")
+    return 0
+
+
+def _nonlinear_options(args) -> dict:
+    """The loop's hyperparameters given on the command line (others: the library defaults)."""
+    options = {}
+    if args.levels is not None:
+        try:
+            options["levels"] = [float(v) for v in args.levels.split(",")]
+        except ValueError:
+            raise TfsalError(f"expected --levels comma-separated fractions such as 0,0.5,0.95, "
+                             f"received {args.levels!r}") from None
+    if args.steps_per_level is not None:
+        options["steps_per_level"] = args.steps_per_level
+    if args.step_size is not None:
+        options["step_size"] = args.step_size
+    return options
+
+
+def _nonlinear_figures(out: Path, model, originals, trajectory, linear, blurred, paths):
+    """Write Figures 1-4; return the per-item JSON entries and the shared files.
+
+    `originals` and `paths` are per item (the item's image and its file)."""
+    from tfsal import visualize
+    from tfsal.reproduce import nonlinear_saliency as paper
+
+    scale = max(1, 128 // originals.shape[1])
+    stems = [p.stem for p in paths]
+    entries = []
+    for item, (path, target) in enumerate(zip(paths, trajectory.targets)):
+        base = out / f"{path.stem}_class{int(target)}"
+        strip = paper.snapshot_strip(trajectory, item, scale=scale)
+        files = [visualize.save_png(strip, f"{base}_strip.png")]
+        if linear is not None:
+            row = paper.linear_vs_nonlinear(originals[item], linear.maps[item, -1],
+                                            trajectory.maps[item, -1], scale=scale)
+            files.append(visualize.save_png(row, f"{base}_linear_vs_nonlinear.png"))
+        entries.append(_trajectory_entry(model, trajectory, blurred, item, path, files))
+    shared = [
+        paper.probability_figure(trajectory, out / "probabilities.png", compare=linear,
+                                 class_names=model.class_names, item_labels=stems),
+        paper.selective_blur_figure(blurred, out / "selective_blur.png",
+                                    class_names=model.class_names, item_labels=stems)]
+    return entries, [str(p) for p in shared]
+
+
+def _trajectory_entry(model, trajectory, blurred, item: int, path: Path, files) -> dict:
+    """What trajectory.json records about one (image, target) item."""
+    target = int(trajectory.targets[item])
+    return {"image": str(path), "target": target, "label": _label(model, target),
+            "best_step": int(trajectory.best_step[item]),
+            "best_probability": float(trajectory.best_probability[item]),
+            "target_probability": trajectory.target_probability[item].tolist(),
+            "blurred_fraction": trajectory.blurred_fraction[item].tolist(),
+            "levels": trajectory.levels.tolist(),
+            "step_levels": trajectory.step_levels.tolist(),
+            "selective_blur": {"before": float(blurred.before[item, target]),
+                               "after": float(blurred.after[item, target]),
+                               "salient_fraction": float(blurred.salient_fraction[item])},
+            "files": [str(f) for f in files]}
 
 
 def _write_map(out: Path, stem: str, image: np.ndarray, attribution: np.ndarray) -> list[str]:
