@@ -231,10 +231,14 @@ def main() -> None:
     for name in args.models.split(","):
         print(f"benchmarking {name} ...", flush=True)
         rows.extend(bench_model(name, args.repeats, args.quick))
-    text = markdown(rows, completeness_rows(args.quick), args.repeats)
+    report(markdown(rows, completeness_rows(args.quick), args.repeats), args.out)
+
+
+def report(text: str, out: str | None) -> None:
+    """Print the Markdown report and write it to `out` when given."""
     print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
+    if out:
+        with open(out, "w") as handle:
             handle.write(text)
 
 

@@ -17,7 +17,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-from bench_methods import build, floor_fn, interleaved  # noqa: E402
+from bench_methods import build, floor_fn, interleaved, report  # noqa: E402
 
 import tfsal  # noqa: E402
 
@@ -105,11 +105,7 @@ def main() -> None:
 
     header = HEADER.format(cores=os.cpu_count(), tf_version=tf.__version__,
                            repeats=args.repeats)
-    text = header + "\n" + "\n".join(lines) + "\n" + NOTES
-    print(text)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(text)
+    report(header + "\n" + "\n".join(lines) + "\n" + NOTES, args.out)
 
 
 if __name__ == "__main__":
