@@ -58,10 +58,10 @@ def blur_below_level(images, sensitivity_norm, level: float, *, blur_sigma: floa
     """
     images, norm = _check_pair(images, sensitivity_norm)
     level = _check_level(level)
-    kernel = gaussian_kernel(_sigma(blur_sigma, images.shape))
+    filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
     below = _below_level(tf.constant(norm), level)
     x = tf.constant(images)
-    return tf.where(below, blur(x, kernel), x).numpy()
+    return tf.where(below, blur(x, filters), x).numpy()
 
 
 def mask_below_level(images, sensitivity_norm, level: float, *, background: float = 1.0):
@@ -90,19 +90,37 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
     radius = int(4.0 * sigma + 0.5)
     x = np.arange(-radius, radius + 1, dtype=np.float64)
     kernel = np.exp(-0.5 * (x / sigma) ** 2)
-    return (kernel / kernel.sum()).astype(np.float32)
+    return kernel / kernel.sum()
 
 
-def blur(images, kernel):
-    """Separable Gaussian blur over H and W with reflected borders (SciPy's "reflect")."""
-    kernel = tf.convert_to_tensor(kernel, tf.float32)
-    radius = (tf.shape(kernel)[0] - 1) // 2
-    channels = images.shape[-1]
-    padded = tf.pad(images, [[0, 0], [radius, radius], [radius, radius], [0, 0]], "SYMMETRIC")
-    column = tf.tile(kernel[:, None, None, None], [1, 1, channels, 1])
-    row = tf.tile(kernel[None, :, None, None], [1, 1, channels, 1])
-    out = tf.nn.depthwise_conv2d(padded, column, [1, 1, 1, 1], "VALID")
-    return tf.nn.depthwise_conv2d(out, row, [1, 1, 1, 1], "VALID")
+def blur_matrix(size: int, sigma: float) -> np.ndarray:
+    """(size, size) matrix applying SciPy's 1-D Gaussian filter with mode "reflect".
+
+    Row i holds the kernel's weights folded onto the pixels they reach after reflecting at the
+    borders (… c b a | a b c …), so `matrix @ signal` equals `gaussian_filter1d(signal)`. Two
+    small matrix products blur an image faster than a 17-57-tap depthwise convolution.
+    """
+    kernel = gaussian_kernel(sigma)
+    radius = (len(kernel) - 1) // 2
+    matrix = np.zeros((size, size))
+    period = 2 * size
+    for offset, weight in zip(range(-radius, radius + 1), kernel):
+        source = (np.arange(size) + offset) % period
+        source = np.where(source >= size, period - 1 - source, source)
+        np.add.at(matrix, (np.arange(size), source), weight)
+    return matrix.astype(np.float32)
+
+
+def blur_filters(shape, sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """The (rows, columns) blur matrices for images of `shape` (N, H, W, C)."""
+    return blur_matrix(shape[1], sigma), blur_matrix(shape[2], sigma)
+
+
+def blur(images, filters):
+    """Separable Gaussian blur over H and W (SciPy's "reflect" borders); `blur_filters`."""
+    rows, columns = filters
+    vertical = tf.einsum("ij,njkc->nikc", rows, images)
+    return tf.einsum("kl,nilc->nikc", columns, vertical)
 
 
 def _below_level(norm, level):
@@ -128,11 +146,11 @@ def _below_level(norm, level):
     return tf.reshape(below & (count > 0), shape)[..., None]
 
 
-def advance(images, sensitivity, level, kernel, step_size, background):
+def advance(images, sensitivity, level, filters, step_size, background):
     """One step of the loop (TF): (next image, next masked map, pixels kept (N, H, W))."""
     below = _below_level(tf.norm(sensitivity, axis=-1), level)
     push = step_size * sensitivity
-    next_image = tf.clip_by_value(tf.where(below, blur(images, kernel), images) + push, 0, 1)
+    next_image = tf.clip_by_value(tf.where(below, blur(images, filters), images) + push, 0, 1)
     next_map = tf.clip_by_value(tf.where(below, background, images) + push, 0, 1)
     return next_image, next_map, tf.logical_not(below[..., 0])
 
@@ -229,11 +247,11 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
     levels = _check_levels(levels)
     steps = _positive_int(steps_per_level, "steps_per_level")
     step_size = _finite(step_size, "step_size")
-    kernel = gaussian_kernel(_sigma(blur_sigma, images.shape))
+    filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
     background = _check_background(background)
     if not isinstance(linear, (bool, np.bool_)):
         raise TfsalError(f"expected linear True or False, received {linear!r}")
-    config = (levels, steps, step_size, kernel, background)
+    config = (levels, steps, step_size, filters, background)
     chunks = range(0, len(items), model.batch_size)
     parts = []
     for start in _progress(chunks, progress, "nonlinear saliency"):
@@ -254,14 +272,15 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
 
 # ------------------------------------------------------------------------ the two loops
 def _compiled_loop(model, images, targets, config, linear):
-    levels, steps, step_size, kernel, background = config
+    levels, steps, step_size, filters, background = config
     h, w = images.shape[1:3]
 
     def build():
         spec = tf.TensorSpec
         signature = [spec([None, h, w, 3], tf.float32), spec([None], tf.int32),
                      spec([len(levels)], tf.float32), spec([], tf.int32), spec([], tf.float32),
-                     spec([None], tf.float32), spec([], tf.float32)]
+                     (spec([h, h], tf.float32), spec([w, w], tf.float32)),
+                     spec([], tf.float32)]
 
         def run(*args):
             return _loop(model, linear, *args)
@@ -270,12 +289,13 @@ def _compiled_loop(model, images, targets, config, linear):
 
     fn = model.compiled(("nonlinear", linear, len(levels), h, w), build)
     out = fn(tf.constant(images), tf.constant(targets), tf.constant(levels, tf.float32),
-             tf.constant(steps), tf.constant(step_size, tf.float32), tf.constant(kernel),
+             tf.constant(steps), tf.constant(step_size, tf.float32),
+             tuple(tf.constant(f) for f in filters),
              tf.constant(background, tf.float32))
     return [np.asarray(o) for o in out]
 
 
-def _loop(model, linear, images, targets, levels, steps, step_size, kernel, background):
+def _loop(model, linear, images, targets, levels, steps, step_size, filters, background):
     """The whole trajectory as TensorFlow ops: levels unrolled, steps in a while_loop."""
     if linear:
         frozen, _ = model.traced_gradients(images, targets, score="probability")
@@ -296,7 +316,7 @@ def _loop(model, linear, images, targets, levels, steps, step_size, kernel, back
         def body(i, step, image, image_map, kept, best, probs, fracs, level=level):
             sensitivity, p = measure(image)
             best = _update_best(best, p, targets, step, image, image_map)
-            image, image_map, kept = advance(image, sensitivity, level, kernel, step_size,
+            image, image_map, kept = advance(image, sensitivity, level, filters, step_size,
                                              background)
             return (i + 1, step + 1, image, image_map, kept, best, probs.write(i, p),
                     fracs.write(i, _blurred_fraction(kept)))
@@ -324,14 +344,15 @@ def _blurred_fraction(kept):
 
 def _python_loop(model, images, targets, config, linear, method):
     """The loop driven by another method's map, one model call per step from Python."""
-    levels, steps, step_size, kernel, background = config
+    levels, steps, step_size, filters, background = config
     h, w = images.shape[1:3]
 
     def build():
         spec = tf.TensorSpec
         return tf.function(advance, autograph=False, input_signature=[
             spec([None, h, w, 3], tf.float32), spec([None, h, w, 3], tf.float32),
-            spec([], tf.float32), spec([None], tf.float32), spec([], tf.float32),
+            spec([], tf.float32), (spec([h, h], tf.float32), spec([w, w], tf.float32)),
+            spec([], tf.float32),
             spec([], tf.float32)])
 
     step_fn = model.compiled(("advance", h, w), build)
@@ -348,7 +369,7 @@ def _python_loop(model, images, targets, config, linear, method):
             sensitivity = frozen if linear else _sensitivity(method, model, image, targets)
             image, image_map, kept = (np.asarray(t) for t in step_fn(
                 tf.constant(image), tf.constant(sensitivity), tf.constant(level, tf.float32),
-                tf.constant(kernel), tf.constant(step_size, tf.float32),
+                tuple(tf.constant(f) for f in filters), tf.constant(step_size, tf.float32),
                 tf.constant(background, tf.float32)))
             fractions.append(np.asarray(_blurred_fraction(kept)))
             step += 1
@@ -520,7 +541,7 @@ def selective_blur(model, images, maps, targets=None, *, level: float = 0.95,
     model = as_model(model)
     images = check_images(images)
     targets = model.resolve_targets(images, targets)
-    kernel = gaussian_kernel(_sigma(blur_sigma, images.shape))
+    filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
     if np.asarray(maps).dtype == bool:  # the salient pixels themselves, e.g. Trajectory.kept
         salient = np.asarray(maps)
         if salient.shape != images.shape[:3]:
@@ -533,7 +554,7 @@ def selective_blur(model, images, maps, targets=None, *, level: float = 0.95,
         images, norm = _check_pair(images, norm)
         salient = tf.logical_not(_below_level(tf.constant(norm), _check_level(level)))
     x = tf.constant(images)
-    blurred = tf.where(salient, blur(x, kernel), x).numpy()
+    blurred = tf.where(salient, blur(x, filters), x).numpy()
     return SelectiveBlur(targets, model.predict(images, score="probability"),
                          model.predict(blurred, score="probability"), blurred,
                          salient.numpy().mean(axis=(1, 2, 3)))
