@@ -38,7 +38,7 @@ def test_explain_writes_png_and_npy_per_image_method_and_target(model_file, imag
                  "--out", str(out), "--preprocess", "none"])
     assert code == 0
     assert "resized 30x40 to 16x16" in capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text())["maps"]
     assert len(summary) == 2 * 2 * 2  # images × methods × targets
     for entry in summary:
         for name in entry["files"]:
@@ -76,8 +76,109 @@ def test_explain_reports_bad_options(extra, message, model_file, image_files, tm
 def test_explain_reports_an_unreadable_image(model_file, tmp_path, capsys):
     bad = tmp_path / "bad.png"
     bad.write_text("not an image")
-    assert main(["explain", str(bad), "--model", str(model_file), "--out", str(tmp_path)]) == 2
+    assert main(["explain", str(bad), "--model", str(model_file), "--out", str(tmp_path)]) == 1
     assert "readable" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["maps"] == [] and summary["failed"][0]["image"] == str(bad)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Good images in nested folders, plus a truncated JPEG, a text file named .png, an empty
+    file and a file that is not an image at all."""
+    root = tmp_path / "in"
+    rng = np.random.default_rng(1)
+    for name in ("a/one.png", "a/two.jpg", "b/three.png", "four.png"):
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(path)
+    whole = (root / "a/two.jpg").read_bytes()
+    (root / "b/truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "text.png").write_text("not an image")
+    (root / "empty.png").write_bytes(b"")
+    (root / "notes.txt").write_text("ignored: not an image suffix")
+    return root
+
+
+def _digests(root):
+    import hashlib
+
+    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*")
+            if p.is_file()}
+
+
+def test_folder_run_skips_bad_files_writes_the_rest_and_changes_no_input(model_file, folder,
+                                                                         tmp_path):
+    before = _digests(folder)
+    out = tmp_path / "out"
+    code = main(["explain", str(folder), "--model", str(model_file), "--out", str(out),
+                 "--batch-size", "2", "--target", "1"])
+    assert code == 1  # some files failed
+    summary = json.loads((out / "summary.json").read_text())
+    failed = sorted(Path(f["image"]).name for f in summary["failed"])
+    assert failed == ["empty.png", "text.png", "truncated.jpg"]
+    stems = sorted(Path(m["files"][0]).stem for m in summary["maps"])
+    assert stems == ["a__one_vanilla_class1", "a__two_vanilla_class1", "b__three_vanilla_class1",
+                     "four_vanilla_class1"]
+    assert all(m["status"] == "written" and Path(m["files"][1]).exists()
+               for m in summary["maps"])
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert _digests(folder) == before
+
+
+def test_folder_run_resumes_and_overwrite_recomputes(model_file, folder, tmp_path):
+    out = tmp_path / "out"
+    args = ["explain", str(folder), "--model", str(model_file), "--out", str(out),
+            "--target", "2"]
+    main(args)
+    victim = out / "four_vanilla_class2.npy"
+    victim.unlink()
+    untouched = out / "a__one_vanilla_class2.npy"
+    stamp = untouched.stat().st_mtime_ns
+    main(args)  # resume: only the missing map is computed
+    status = {Path(m["files"][0]).name: m["status"]
+              for m in json.loads((out / "summary.json").read_text())["maps"]}
+    assert status["four_vanilla_class2.npy"] == "written" and victim.exists()
+    assert status["a__one_vanilla_class2.npy"] == "existing"
+    assert untouched.stat().st_mtime_ns == stamp
+    main(args + ["--overwrite"])
+    assert untouched.stat().st_mtime_ns != stamp
+
+
+def test_an_interrupted_run_leaves_no_partial_file_and_resumes(model_file, folder, tmp_path,
+                                                                monkeypatch):
+    import tfsal.files
+
+    out = tmp_path / "out"
+    args = ["explain", str(folder), "--model", str(model_file), "--out", str(out),
+            "--batch-size", "1", "--target", "0"]
+    real = np.save
+    calls = []
+
+    def interrupted_save(handle, array):  # the third map is cut off mid-write
+        calls.append(1)
+        if len(calls) == 3:
+            handle.write(b"half")
+            raise KeyboardInterrupt
+        real(handle, array)
+
+    monkeypatch.setattr(tfsal.files.np, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        main(args)
+    monkeypatch.setattr(tfsal.files.np, "save", real)
+    assert len(list(out.glob("*.npy"))) == 2 and not list(out.glob(".*.tmp"))
+    main(args)
+    maps = json.loads((out / "summary.json").read_text())["maps"]
+    assert [m["status"] for m in maps].count("existing") == 2 and len(maps) == 4
+    for m in maps:
+        assert np.load(m["files"][0]).shape == (SIZE, SIZE, 3)
+
+
+def test_a_folder_without_images_is_an_error(model_file, tmp_path, capsys):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    assert main(["explain", str(empty), "--model", str(model_file)]) == 2
+    assert "holding images" in capsys.readouterr().err
 
 
 def test_methods_lists_every_method(capsys):

@@ -165,3 +165,38 @@ def test_unknown_layers_name_the_candidates(cnn, images):
 def test_wrong_image_size_for_the_model(cnn):
     with pytest.raises(TfsalError, match="16x16"):
         tfsal.vanilla_gradient(cnn, np.zeros((1, 20, 20, 3), np.float32))
+
+
+def _lambda_model():
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inp)
+    x = keras.layers.Conv2D(3, 3, activation="relu")(x)
+    out = keras.layers.Dense(4)(keras.layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inp, out)
+
+
+def test_a_model_needing_arbitrary_code_is_refused_then_loaded_with_the_opt_in(tmp_path,
+                                                                               images):
+    from tfsal.cli import main
+
+    path = tmp_path / "lambda.keras"
+    _lambda_model().save(path)
+    with pytest.raises(TfsalError, match="safe_mode=False / --unsafe-load"):
+        tfsal.load_model(path)
+    loaded = tfsal.load_model(path, safe_mode=False)
+    assert np.isfinite(tfsal.vanilla_gradient(loaded, images, 0)).all()
+    image = tmp_path / "x.png"
+    from PIL import Image
+    Image.fromarray((images[0] * 255).astype(np.uint8)).save(image)
+    out = tmp_path / "out"
+    assert main(["explain", str(image), "--model", str(path), "--out", str(out)]) == 2
+    assert main(["explain", str(image), "--model", str(path), "--out", str(out),
+                 "--unsafe-load", "--target", "0"]) == 0
+
+
+def test_images_too_small_for_the_model_raise_tfsal_error():
+    inp = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(2, 5)(inp)  # needs at least 5x5 pixels
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(x)))
+    with pytest.raises(TfsalError, match="the model can process"):
+        tfsal.vanilla_gradient(model, np.zeros((1, 2, 2, 3), np.float32), 0)

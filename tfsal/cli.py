@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from tfsal.errors import TfsalError
+from tfsal.files import save_json, save_npy
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
@@ -30,14 +30,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tfsal", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    explain = sub.add_parser("explain", help="saliency maps of image files")
-    explain.add_argument("images", nargs="+", type=Path, help="PNG/JPEG files")
+    explain = sub.add_parser("explain", help="saliency maps of image files or folders")
+    explain.add_argument("images", nargs="+", type=Path,
+                         help="image files and/or folders (searched recursively)")
     _add_model_options(explain)
     explain.add_argument("--method", action="append", default=None,
                          help="method name (repeatable, or 'all'); default: vanilla")
     explain.add_argument("--target", default="top1",
                          help="class index, or top1 / top2 (the model's best classes)")
     explain.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
+    explain.add_argument("--overwrite", action="store_true",
+                         help="recompute maps whose files exist (default: resume, skip them)")
     explain.set_defaults(run=_explain)
 
     nonlinear = sub.add_parser("nonlinear", help="nonlinear saliency maps and the paper's figures")
@@ -114,23 +117,100 @@ def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
 
 
 def _explain(args) -> int:
-    from tfsal.methods import METHODS
-
+    """Maps for every image, batch by batch: unreadable files are reported and skipped, maps
+    already on disk are kept (resume) unless --overwrite, every file is written atomically."""
     model = _load(args)
     names = _method_names(args.method)
-    images = _load_images(args.images, model.input_size)
-    summary = []
+    files = _image_files(args.images)
+    summary = {"model": str(args.model), "methods": names, "target": args.target,
+               "maps": [], "failed": []}
+    batches = range(0, len(files), model.batch_size)
+    for start in _progress(batches, len(files) > model.batch_size, "explain"):
+        _explain_batch(args, model, names, files[start:start + model.batch_size], summary)
+        save_json(summary, args.out / "summary.json")  # after every batch: progress survives
+    written = sum(entry["status"] == "written" for entry in summary["maps"])
+    existing = len(summary["maps"]) - written
+    print(f"{len(files)} image(s): wrote {written} map(s), kept {existing} existing, "
+          f"{len(summary['failed'])} unreadable file(s) skipped; see {args.out / 'summary.json'}")
+    return 1 if summary["failed"] else 0
+
+
+def _explain_batch(args, model, names, batch, summary) -> None:
+    from tfsal import visualize
+    from tfsal.images import load_image
+    from tfsal.methods import METHODS
+
+    loaded, kept = [], []
+    for path, stem in batch:
+        try:
+            image, note = load_image(path, model.input_size)
+        except TfsalError as exc:
+            summary["failed"].append({"image": str(path), "error": str(exc)})
+            print(f"{path}: skipped: {exc}", file=sys.stderr)
+            continue
+        if note:
+            print(f"{path}: {note}")
+        loaded.append(image)
+        kept.append((path, stem))
+    if not loaded:
+        return
+    if len({im.shape for im in loaded}) > 1:  # a model without a fixed input size
+        raise TfsalError("expected images of one size for a model without a fixed input size, "
+                         f"received sizes {sorted({im.shape[:2] for im in loaded})}")
+    images = np.stack(loaded)
     for targets in _targets(model, images, args.target):
         for name in names:
-            maps = METHODS[name](model, images, targets)
-            for path, image, attribution, target in zip(args.images, images, maps, targets):
-                stem = f"{path.stem}_{name}_class{int(target)}"
-                written = _write_map(args.out, stem, image, attribution)
-                summary.append({"image": str(path), "method": name, "target": int(target),
-                                "label": _label(model, target), "files": written})
-    _write_json(args.out / "summary.json", summary)
-    print(f"wrote {2 * len(summary)} files for {len(images)} image(s) to {args.out}")
-    return 0
+            stems = [f"{stem}_{name}_class{int(t)}" for (_, stem), t in zip(kept, targets)]
+            todo = [i for i, s in enumerate(stems)
+                    if args.overwrite or not _map_files(args.out, s)[0].exists()
+                    or not _map_files(args.out, s)[1].exists()]
+            maps = METHODS[name](model, images[todo], targets[todo]) if todo else []
+            computed = dict(zip(todo, maps))
+            for i, ((path, _), target) in enumerate(zip(kept, targets)):
+                npy, png = _map_files(args.out, stems[i])
+                if i in computed:
+                    save_npy(computed[i], npy)
+                    visualize.save_png(render(images[i], computed[i]), png)
+                summary["maps"].append({
+                    "image": str(path), "method": name, "target": int(target),
+                    "label": _label(model, target), "files": [str(npy), str(png)],
+                    "status": "written" if i in computed else "existing"})
+
+
+def _map_files(out: Path, stem: str) -> tuple[Path, Path]:
+    return out / f"{stem}.npy", out / f"{stem}.png"
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _image_files(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """(file, output stem) of every image named, or found in a named folder (recursively,
+    sorted, by suffix). Stems of files in folders keep their sub-folders ("a__b__img")."""
+    found = []
+    for item in inputs:
+        if item.is_dir():
+            for path in sorted(p for p in item.rglob("*")
+                               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                found.append((path, "__".join(path.relative_to(item).with_suffix("").parts)))
+        else:
+            found.append((item, item.stem))
+    if not found:
+        raise TfsalError(f"expected image files or folders holding images "
+                         f"({', '.join(IMAGE_SUFFIXES)}), received none in "
+                         f"{[str(p) for p in inputs]}")
+    seen: dict[str, int] = {}
+    unique = []
+    for path, stem in found:  # two inputs with one name must not overwrite each other's maps
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append((path, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
+    return unique
+
+
+def _progress(iterable, enabled: bool, description: str):
+    from tfsal.nonlinear import _progress as progress
+
+    return progress(iterable, enabled, description)
 
 
 def _load_images(paths: list[Path], size) -> np.ndarray:
@@ -166,8 +246,8 @@ def _nonlinear(args) -> int:
     paths = [args.images[i] for i in trajectory.image_index]
     items, shared = _nonlinear_figures(args.out, model, originals, trajectory, linear, blurred,
                                        paths)
-    _write_json(args.out / "trajectory.json", {
-        "model": str(args.model), "linear": bool(args.linear), "files": shared, "items": items})
+    save_json({"model": str(args.model), "linear": bool(args.linear), "files": shared,
+               "items": items}, args.out / "trajectory.json")
     count = len(shared) + sum(len(e["files"]) for e in items)
     print(f"{'linear' if args.linear else 'nonlinear'} saliency of {len(items)} item(s) from "
           f"{len(images)} image(s): mean best target probability "
@@ -235,16 +315,6 @@ def _trajectory_entry(model, trajectory, blurred, item: int, path: Path, files) 
             "files": [str(f) for f in files]}
 
 
-def _write_map(out: Path, stem: str, image: np.ndarray, attribution: np.ndarray) -> list[str]:
-    from tfsal import visualize
-
-    out.mkdir(parents=True, exist_ok=True)
-    npy = out / f"{stem}.npy"
-    np.save(npy, attribution)
-    png = visualize.save_png(render(image, attribution), out / f"{stem}.png")
-    return [str(npy), str(png)]
-
-
 def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
     """A uint8 RGB picture of one map: signed pixel maps as a diverging map (sum over channels,
     0.5/99.5-percentile clip, symmetric range), CAM-family maps as a heat overlay."""
@@ -259,13 +329,6 @@ def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
 def _label(model, target) -> str:
     names = model.class_names
     return names[int(target)] if names and int(target) < len(names) else str(int(target))
-
-
-def _write_json(path: Path, payload) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
 
 
 def _demo(args) -> int:
@@ -292,13 +355,13 @@ def _demo(args) -> int:
         for i, (image, attribution) in enumerate(zip(data.images, maps)):
             picture = render(image, attribution)
             rows[i].append(picture)
-            np.save(args.out / f"image{i}_{name}.npy", attribution)
+            save_npy(attribution, args.out / f"image{i}_{name}.npy")
             visualize.save_png(picture, args.out / f"image{i}_{name}.png")
     row_titles = [f"{s['label']} -> {s['predicted']} {s['probability']:.2f}" for s in summary]
     sheet = visualize.grid(rows, row_titles=row_titles, col_titles=["image", *METHODS], scale=3)
     grid_path = visualize.save_png(sheet, args.out / "grid.png")
-    _write_json(args.out / "summary.json", {"model": DEFAULT_MODEL, "images": summary,
-                                            "methods": list(METHODS)})
+    save_json({"model": DEFAULT_MODEL, "images": summary, "methods": list(METHODS)},
+              args.out / "summary.json")
     accuracy = float(np.mean(predicted == data.labels))
     print(f"{DEFAULT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly")
     print(f"wrote {grid_path} and {len(METHODS) * len(data.images)} maps (.png + .npy) "

@@ -323,7 +323,11 @@ class Model:
         parts = []
         for start in range(0, len(images), self.batch_size):
             chunk = slice(start, start + self.batch_size)
-            out = fn(tf.constant(images[chunk]), *(tf.constant(a[chunk]) for a in arrays))
+            try:
+                out = fn(tf.constant(images[chunk]), *(tf.constant(a[chunk]) for a in arrays))
+            except tf.errors.InvalidArgumentError as exc:  # e.g. too small for the model's convs
+                raise TfsalError(f"expected images the model can process, received shape "
+                                 f"{images.shape}: {exc.message.splitlines()[0]}") from None
             parts.append([np.asarray(t) for t in tf.nest.flatten(out)])
         joined = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
         return joined if len(joined) > 1 else joined[0]

@@ -7,13 +7,12 @@ functions so any recipe can be composed: reduce channels â†’ clip percentiles â†
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from tfsal.errors import TfsalError
+from tfsal.files import atomic_write
 
 REDUCTIONS = ("mean", "sum", "max", "abs-max", "l2")
 NORMALIZATIONS = ("minmax", "abs")
@@ -282,13 +281,6 @@ def save_png(image, path) -> Path:
             raise TfsalError(f"expected a uint8 (H, W[, 3]) array or PIL image, received "
                              f"{arr.dtype} {arr.shape}")
         image = Image.fromarray(arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as handle:
+        image.save(handle, format="PNG")
     return path
