@@ -200,3 +200,29 @@ def test_every_method_rejects_bad_images_and_targets(name, cnn, images):
         METHODS[name](cnn, images, 4)
     with pytest.raises(TfsalError):
         METHODS[name](cnn, images, [0, 1])
+
+
+# Public functions outside METHODS (other return types) keep the same promise.
+OTHERS = {
+    "layer_attributions": lambda m, x, t: tfsal.layer_attributions(m, x, t, method="rectgrad"),
+    "nonlinear_saliency": lambda m, x, t: tfsal.nonlinear_saliency(
+        m, x, t, levels=(0, 0.5), steps_per_level=1),
+    "nonlinear_saliency_linear": lambda m, x, t: tfsal.nonlinear_saliency(
+        m, x, t, levels=(0, 0.5), steps_per_level=1, linear=True),
+    "selective_blur": lambda m, x, t: tfsal.selective_blur(m, x, np.ones(x.shape[:3]), t),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHERS))
+def test_user_model_untouched_by_other_public_functions(name, images):
+    user = toy_cnn()
+    before = snapshot(user, images)
+    OTHERS[name](user, images, 1)
+    assert_same_snapshot(before, snapshot(user, images))
+
+    def failing_preprocess(x):
+        raise RuntimeError("forced failure")
+
+    with pytest.raises(RuntimeError, match="forced failure"):
+        OTHERS[name](tfsal.Model(user, preprocess=failing_preprocess), images, 1)
+    assert_same_snapshot(before, snapshot(user, images))
