@@ -33,6 +33,7 @@ from tfsal.nonlinear import (
     nonlinear_saliency,
     selective_blur,
 )
+from tfsal.signed import SignedMaps, signed_maps
 
 __version__ = "0.1.0"
 
@@ -40,6 +41,7 @@ __all__ = [
     "METHODS",
     "Model",
     "SelectiveBlur",
+    "SignedMaps",
     "Trajectory",
     "TfsalError",
     "blur_below_level",
@@ -60,6 +62,7 @@ __all__ = [
     "nonlinear_saliency",
     "rectgrad",
     "selective_blur",
+    "signed_maps",
     "smoothgrad",
     "vanilla_gradient",
     "vargrad",
