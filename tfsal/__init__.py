@@ -4,6 +4,7 @@ Images are float32 RGB in [0, 1], shape (N, H, W, 3); every method is a pure fun
 `method(model, images, targets=None, **hyperparameters)` returning raw signed attributions.
 """
 
+from tfsal.attacks import AttackResult, ClassSensitivity, bim, class_sensitivity, fgsm
 from tfsal.errors import TfsalError
 from tfsal.methods import (
     METHODS,
@@ -38,18 +39,23 @@ from tfsal.signed import SignedMaps, signed_maps
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttackResult",
+    "ClassSensitivity",
     "METHODS",
     "Model",
     "SelectiveBlur",
     "SignedMaps",
     "Trajectory",
     "TfsalError",
+    "bim",
     "blur_below_level",
     "cam",
+    "class_sensitivity",
     "completeness_delta",
     "deconvnet",
     "deeplift",
     "epsilon_lrp",
+    "fgsm",
     "grad_cam",
     "gradient_x_input",
     "guided_backprop",

@@ -1,0 +1,155 @@
+"""Adversarial attacks (lecture notes) and the class-sensitivity check (RectGrad paper §5.2).
+
+FGSM (Goodfellow et al. 2015): x' = clip(x + ε · sign(∇_x L), 0, 1), L the cross-entropy of the
+target class (untargeted: away from it; targeted: towards it, x − ε · sign(∇_x L)).
+BIM (Kurakin et al. 2017): `n_iter` FGSM steps of size `step_size`, each projected onto the
+ε-ball around x (L∞) and onto [0, 1]. All in pixel space, through the model's preprocessing.
+
+`class_sensitivity` asks whether a method's map follows the class: the maps of the original
+prediction and of the adversarial prediction should differ (rank correlation, top-k overlap).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from tfsal.errors import TfsalError
+from tfsal.images import check_images
+from tfsal.methods._base import non_negative, positive_int
+from tfsal.model import as_model
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Adversarial images and what the model predicts before and after.
+
+    Attributes:
+        images: (N, H, W, 3) adversarial images in [0, 1].
+        targets: (N,) the attacked class (untargeted: the class pushed away from).
+        before, after: (N,) predicted classes of the original and adversarial images.
+        targeted: whether the attack pushed towards `targets`.
+    """
+
+    images: np.ndarray
+    targets: np.ndarray
+    before: np.ndarray
+    after: np.ndarray
+    targeted: bool
+
+    @property
+    def success(self) -> np.ndarray:
+        """(N,) booleans: prediction moved off the target (untargeted) or onto it (targeted)."""
+        return self.after == self.targets if self.targeted else self.after != self.targets
+
+
+def fgsm(model, images, targets=None, *, epsilon: float = 8 / 255,
+         targeted: bool = False) -> AttackResult:
+    """Fast Gradient Sign Method.
+
+    Args:
+        model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
+        images: float32 (N, H, W, 3) in [0, 1].
+        targets: the class to move away from (untargeted; None = predicted class) or towards
+            (targeted; required).
+        epsilon: L∞ size of the perturbation in pixel units (8/255 by default).
+        targeted: push towards `targets` instead of away from them.
+
+    Returns:
+        an `AttackResult`; ‖x' − x‖∞ ≤ ε and x' ∈ [0, 1].
+
+    Example:
+        >>> adv = tfsal.fgsm(model, images, epsilon=4 / 255)
+        >>> adv.success.mean()
+    """
+    return bim(model, images, targets, epsilon=epsilon, step_size=epsilon, n_iter=1,
+               targeted=targeted)
+
+
+def bim(model, images, targets=None, *, epsilon: float = 8 / 255, step_size: float = 1 / 255,
+        n_iter: int = 10, targeted: bool = False) -> AttackResult:
+    """Basic Iterative Method: FGSM steps projected onto the ε-ball and [0, 1].
+
+    Args:
+        step_size: α, the size of each signed step.
+        n_iter: number of steps.
+        Others as `fgsm`.
+
+    Returns:
+        an `AttackResult`.
+
+    Example:
+        >>> adv = tfsal.bim(model, images, epsilon=8 / 255, step_size=1 / 255, n_iter=10)
+    """
+    model = as_model(model)
+    original = check_images(images)
+    if targeted and targets is None:
+        raise TfsalError("expected explicit targets for a targeted attack, received None")
+    targets = model.resolve_targets(original, targets)
+    epsilon = non_negative(epsilon, "epsilon")
+    step_size = non_negative(step_size, "step_size")
+    n_iter = positive_int(n_iter, "n_iter")
+    if not isinstance(targeted, (bool, np.bool_)):
+        raise TfsalError(f"expected targeted True or False, received {targeted!r}")
+    direction = 1.0 if targeted else -1.0  # up (targeted) or down the target's log-probability
+    x = original.copy()
+    for _ in range(n_iter):
+        grad = model.input_gradients(x, targets, score="log_probability")
+        x = x + direction * step_size * np.sign(grad)
+        x = np.clip(np.clip(x, original - epsilon, original + epsilon), 0.0, 1.0)
+    x = x.astype(np.float32)
+    return AttackResult(x, targets, model.predicted_classes(original), model.predicted_classes(x),
+                        bool(targeted))
+
+
+@dataclass(frozen=True)
+class ClassSensitivity:
+    """How much a method's maps move when an attack changes the prediction.
+
+    Attributes:
+        rank_correlation: (N,) Spearman correlation of the maps for the original and the
+            adversarial prediction (1 = the map ignores the class).
+        top_overlap: (N,) shared fraction of the two maps' top-k pixels.
+        attack: the `AttackResult` used.
+    """
+
+    rank_correlation: np.ndarray
+    top_overlap: np.ndarray
+    attack: AttackResult
+
+
+def class_sensitivity(model, images, method: Callable, attack: Callable = fgsm, *,
+                      top_fraction: float = 0.1, **attack_options) -> ClassSensitivity:
+    """Compare a method's map of the original prediction with that of the adversarial one.
+
+    Args:
+        model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
+        images: float32 (N, H, W, 3) in [0, 1].
+        method: a tfsal method `method(model, images, targets)` returning (N, H, W, 3) maps.
+        attack: `tfsal.fgsm` or `tfsal.bim` (untargeted), called with `attack_options`.
+        top_fraction: fraction of pixels in the top-k overlap.
+
+    Returns:
+        a `ClassSensitivity` (maps are reduced to one value per pixel by abs-max).
+
+    Example:
+        >>> s = tfsal.class_sensitivity(model, images, tfsal.rectgrad, tfsal.bim)
+        >>> s.rank_correlation.mean(), s.top_overlap.mean()
+    """
+    from scipy.stats import spearmanr
+
+    model = as_model(model)
+    images = check_images(images)
+    if not 0 < top_fraction <= 1:
+        raise TfsalError(f"expected top_fraction in (0, 1], received {top_fraction!r}")
+    result = attack(model, images, **attack_options)
+    original = np.abs(method(model, images, result.before)).max(axis=-1)
+    adversarial = np.abs(method(model, result.images, result.after)).max(axis=-1)
+    a, b = original.reshape(len(images), -1), adversarial.reshape(len(images), -1)
+    rho = np.array([spearmanr(x, y).statistic for x, y in zip(a, b)])
+    k = max(1, int(round(top_fraction * a.shape[1])))
+    top_a, top_b = np.argsort(-a, axis=1)[:, :k], np.argsort(-b, axis=1)[:, :k]
+    overlap = np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
+    return ClassSensitivity(rho, overlap, result)
