@@ -19,3 +19,21 @@ def test_mass_inside_known_maps():
     np.testing.assert_allclose(mass_inside(uniform, masks[:1]), [0.25])
     with pytest.raises(TfsalError, match="expected masks of shape"):
         mass_inside(maps, masks[:, :3])
+
+
+def test_total_variation_and_region_masses_of_known_maps():
+    from tfsal.metrics import mass_in_region, mass_outside_mask, total_variation
+
+    maps = np.zeros((2, 4, 4, 3))
+    maps[0, 1, 1] = [1, 0, 0]  # one isolated unit: 4 neighbour edges of height 1
+    maps[1] = 2.0  # constant: no variation
+    np.testing.assert_allclose(total_variation(maps), [4.0, 0.0])
+    masks = np.zeros((2, 4, 4), bool)
+    masks[:, :2, :2] = True
+    np.testing.assert_allclose(mass_outside_mask(maps, masks), [0.0, 6.0 * 12])
+    region = np.zeros((4, 4), bool)
+    region[0, :] = True
+    signed = -maps
+    np.testing.assert_allclose(mass_in_region(signed, region), [0.0, -6.0 * 4])
+    with pytest.raises(TfsalError, match="region of shape"):
+        mass_in_region(maps, np.ones((3, 3), bool))

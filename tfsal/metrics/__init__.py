@@ -8,7 +8,14 @@ from tfsal.metrics.deletion import (
     deletion_mask,
     insertion_curve,
 )
-from tfsal.metrics.localisation import mass_inside, nonzero_fraction
+from tfsal.metrics.localisation import (
+    mass_in_region,
+    mass_inside,
+    mass_outside_mask,
+    nonzero_fraction,
+    total_variation,
+)
 
 __all__ = ["FRACTIONS", "Curve", "allegiance_curve", "deletion_curve", "deletion_mask",
-           "insertion_curve", "mass_inside", "nonzero_fraction"]
+           "insertion_curve", "mass_in_region", "mass_inside", "mass_outside_mask",
+           "nonzero_fraction", "total_variation"]
