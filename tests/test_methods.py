@@ -226,3 +226,15 @@ def test_user_model_untouched_by_other_public_functions(name, images):
     with pytest.raises(RuntimeError, match="forced failure"):
         OTHERS[name](tfsal.Model(user, preprocess=failing_preprocess), images, 1)
     assert_same_snapshot(before, snapshot(user, images))
+
+
+@pytest.mark.parametrize("wrapped", ["integrated_gradients", "deeplift", "rectgrad"])
+def test_smoothgrad_wraps_methods_that_build_baselines_or_rules(wrapped, images):
+    """Noisy copies leave [0, 1]; the wrapped method must accept them (through .compute)."""
+    model = tfsal.Model(toy_cnn())
+    out = tfsal.smoothgrad(model, images, 0, method=METHODS[wrapped], n_samples=2,
+                           noise_level=0.3, seed=0)
+    assert out.shape == images.shape and np.isfinite(out).all()
+    still = tfsal.smoothgrad(model, images, 0, method=METHODS[wrapped], n_samples=2,
+                             noise_level=0.0, seed=0)
+    np.testing.assert_allclose(still, METHODS[wrapped](model, images, 0), rtol=1e-4, atol=1e-7)

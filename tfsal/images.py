@@ -9,14 +9,38 @@ import numpy as np
 from tfsal.errors import TfsalError
 
 
+def float_array(value, what: str) -> np.ndarray:
+    """`np.asarray(value, float32)`, or a TfsalError naming `what` for non-numeric input."""
+    try:
+        arr = np.asarray(value)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
+                                       or arr.dtype == bool) \
+                or np.issubdtype(arr.dtype, np.complexfloating):
+            raise TypeError
+        return arr.astype(np.float32)
+    except (ValueError, TypeError):
+        raise TfsalError(f"expected {what} as a real numeric array, received "
+                         f"{type(value).__name__}") from None
+
+
+def _image_array(images) -> np.ndarray:
+    try:
+        return np.asarray(images)
+    except (ValueError, TypeError):
+        raise TfsalError("expected images as a numeric array (N, H, W, 3), received a ragged "
+                         f"or mixed {type(images).__name__}") from None
+
+
 def as_batch(images) -> np.ndarray:
     """Convert NumPy/TensorFlow input to a float32 (N, H, W, 3) array, checking shape only."""
-    arr = np.asarray(images)
+    arr = _image_array(images)
     if arr.ndim != 4 or arr.shape[-1] != 3:
         hint = " (for one image use images[None])" if arr.ndim == 3 else ""
         raise TfsalError(f"expected images of shape (N, H, W, 3), received shape {arr.shape}{hint}")
     if arr.shape[0] == 0:
         raise TfsalError("expected at least one image, received an empty batch (0, H, W, 3)")
+    if 0 in arr.shape[1:3]:
+        raise TfsalError(f"expected images of at least 1x1 pixels, received shape {arr.shape}")
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) \
             or arr.dtype == bool:
         raise TfsalError(f"expected float32 images, received dtype {arr.dtype}")
@@ -33,7 +57,7 @@ def check_images(images) -> np.ndarray:
         TfsalError: for a wrong rank/shape/channel count, integer dtypes, NaN/inf or values
             outside [0, 1].
     """
-    arr = np.asarray(images)
+    arr = _image_array(images)
     if np.issubdtype(arr.dtype, np.integer):
         raise TfsalError(f"expected float images in [0, 1], received dtype {arr.dtype} "
                          "(for uint8 images divide by 255)")

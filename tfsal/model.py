@@ -48,7 +48,7 @@ def _preprocess_fn(preprocess) -> Callable[[tf.Tensor], tf.Tensor]:
 
 
 def check_score(score: str) -> str:
-    if score not in SCORES:
+    if not isinstance(score, str) or score not in SCORES:
         raise TfsalError(f"expected score in {SCORES}, received {score!r}")
     return score
 
@@ -90,6 +90,10 @@ class Model:
         self._preprocess = _preprocess_fn(preprocess)
         self.score = check_score(score)
         self.batch_size = int(batch_size)
+        if class_names is not None and (isinstance(class_names, str)
+                                        or not hasattr(class_names, "__iter__")):
+            raise TfsalError(f"expected class_names a sequence of names, received "
+                             f"{class_names!r}")
         self.class_names = tuple(class_names) if class_names is not None else None
         self.name = name or getattr(model, "name", type(model).__name__)
         self.runner = GraphRunner(model) if is_graph_model(model) else None
@@ -220,7 +224,7 @@ class Model:
 
     def _score(self, score: str | None) -> str:
         """The score to use (default: the adapter's), checked against what the model outputs."""
-        score = check_score(score or self.score)
+        score = check_score(self.score if score is None else score)
         if score == "logit" and self.output_kind == "probabilities":
             raise TfsalError("expected a model whose logits are reachable for score='logit', "
                              "received one that outputs probabilities only; use "
@@ -257,7 +261,13 @@ class Model:
         key = ("custom",) + tuple(key)
         if key not in self._concrete:
             function = build()
-            self._concrete[key] = function.get_concrete_function()
+            try:
+                self._concrete[key] = function.get_concrete_function()
+            except TfsalError:
+                raise
+            except ValueError as exc:  # Keras shape errors while tracing, e.g. 1x1 images
+                raise TfsalError(f"expected inputs the model can process: "
+                                 f"{str(exc).splitlines()[0]}") from None
             self._compiled[key] = function
         return self._concrete[key]
 
@@ -314,12 +324,16 @@ class Model:
             return captured[layer + ":input"]
         return tf.function(layer_inputs, input_signature=self._signature()[:1], autograph=False)
 
+    def check_size(self, images) -> None:
+        """Raise unless `images` have the model's fixed input size (if it has one)."""
+        if self.input_size is not None and tuple(images.shape[1:3]) != self.input_size:
+            raise TfsalError(f"expected images of size {self.input_size[0]}x{self.input_size[1]} "
+                             f"(the model's input), received {images.shape[1]}x{images.shape[2]}")
+
     def _batched(self, fn, images: np.ndarray, *arrays: np.ndarray):
         """Call `fn` over chunks of `batch_size` of images (and arrays aligned with them);
         concatenate each returned part (nested tuples are flattened)."""
-        if self.input_size is not None and images.shape[1:3] != self.input_size:
-            raise TfsalError(f"expected images of size {self.input_size[0]}x{self.input_size[1]} "
-                             f"(the model's input), received {images.shape[1]}x{images.shape[2]}")
+        self.check_size(images)
         parts = []
         for start in range(0, len(images), self.batch_size):
             chunk = slice(start, start + self.batch_size)
@@ -403,6 +417,13 @@ class Model:
         """
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
+        if isinstance(layers, (str, int, np.integer)):
+            layers = [layers]
+        try:
+            layers = list(layers)
+        except TypeError:
+            raise TfsalError(f"expected layers a list of layer names, paths or indices, "
+                             f"received {layers!r}") from None
         paths = tuple(dict.fromkeys(self.resolve_layer(layer) for layer in layers))
         score = self._score(score)
         flat = self._batched(self._fn("layer_gradients", score, paths, rule), images, targets)
@@ -467,9 +488,15 @@ def load_model(source, *, preprocess="auto", score="logit", batch_size=32, safe_
         return Model(zoo.load(source), preprocess=info.preprocess if preprocess == "auto" else pre,
                      class_names=class_names or info.class_names, name=source, **options)
     path = Path(source)
-    if path.is_dir() and (path / "saved_model.pb").exists():
+    try:
+        is_saved_model = path.is_dir() and (path / "saved_model.pb").exists()
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise TfsalError(f"expected a built-in model name or a readable path, received "
+                         f"{str(source)[:80]!r}… ({exc.strerror})") from None
+    if is_saved_model:
         return _load_saved_model(path, signature, pre, class_names, options)
-    if path.is_file() and path.suffix in (".keras", ".h5"):
+    if is_file and path.suffix in (".keras", ".h5"):
         try:
             loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
         except Exception as exc:  # Keras raises many types; one clear message for all

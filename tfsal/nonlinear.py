@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfsal.errors import TfsalError
-from tfsal.images import check_images
+from tfsal.images import check_images, float_array
 from tfsal.model import as_model
 from tfsal.targets import resolve_targets
 
@@ -243,6 +243,10 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
     """
     model = as_model(model)
     images = check_images(images)
+    model.check_size(images)
+    if sensitivity is not None and not callable(sensitivity):
+        raise TfsalError(f"expected sensitivity None or a method (callable), received "
+                         f"{sensitivity!r}")
     items, item_targets = _items(model, images, targets)
     levels = _check_levels(levels)
     steps = _positive_int(steps_per_level, "steps_per_level")
@@ -415,8 +419,9 @@ def _items(model, images, targets):
     n = len(images)
     arr = None if targets is None else np.asarray(targets)
     if arr is not None and arr.ndim == 2:
-        if arr.shape[0] != n:
-            raise TfsalError(f"expected targets of shape ({n}, K), received {arr.shape}")
+        if arr.shape[0] != n or arr.shape[1] == 0:
+            raise TfsalError(f"expected targets of shape ({n}, K) with K ≥ 1, received "
+                             f"{arr.shape}")
         flat = resolve_targets(arr.reshape(-1), arr.size, model.num_classes, predict=None)
         return np.repeat(np.arange(n), arr.shape[1]), flat
     return np.arange(n), model.resolve_targets(images, targets)
@@ -470,7 +475,7 @@ def _sigma(blur_sigma, shape) -> float:
 
 def _check_pair(images, sensitivity_norm):
     images = check_images(images)
-    norm = np.asarray(sensitivity_norm, dtype=np.float32)
+    norm = float_array(sensitivity_norm, "sensitivity_norm")
     if norm.shape != images.shape[:3]:
         raise TfsalError(f"expected sensitivity_norm of shape {images.shape[:3]}, received "
                          f"{norm.shape}")
@@ -542,14 +547,14 @@ def selective_blur(model, images, maps, targets=None, *, level: float = 0.95,
     images = check_images(images)
     targets = model.resolve_targets(images, targets)
     filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
-    if np.asarray(maps).dtype == bool:  # the salient pixels themselves, e.g. Trajectory.kept
-        salient = np.asarray(maps)
+    if isinstance(maps, np.ndarray) and maps.dtype == bool:  # e.g. Trajectory.kept
+        salient = maps
         if salient.shape != images.shape[:3]:
             raise TfsalError(f"expected a boolean mask of shape {images.shape[:3]}, received "
                              f"{salient.shape}")
         salient = tf.constant(salient[..., None])
     else:
-        maps = np.asarray(maps, np.float32)
+        maps = float_array(maps, "maps")
         norm = np.linalg.norm(maps, axis=-1) if maps.ndim == 4 else np.abs(maps)
         images, norm = _check_pair(images, norm)
         salient = tf.logical_not(_below_level(tf.constant(norm), _check_level(level)))

@@ -34,7 +34,11 @@ def resolve_targets(
         if predict is None:
             raise TfsalError("expected explicit targets (no model to predict them), received None")
         return np.asarray(predict(), dtype=np.int32).reshape(n)
-    arr = np.asarray(targets)
+    try:
+        arr = np.asarray(targets)
+    except (ValueError, TypeError):
+        raise TfsalError(f"expected integer class indices as targets, received a ragged or "
+                         f"mixed {type(targets).__name__}") from None
     if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or _integral_float(arr)):
         raise TfsalError(f"expected integer class indices as targets, received {arr.dtype} "
                          f"values {_preview(arr)}")

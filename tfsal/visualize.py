@@ -28,16 +28,33 @@ _CMAPS = {
 
 
 def _maps(maps, ranks: tuple[int, ...], what: str = "maps") -> np.ndarray:
-    arr = np.asarray(maps)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number):
+    """Validated maps as float64 (computations cannot overflow; results are cast to float32)."""
+    try:
+        arr = np.asarray(maps)
+    except (ValueError, TypeError):
+        raise TfsalError(f"expected {what} as a numeric array, received a ragged or mixed "
+                         f"{type(maps).__name__}") from None
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.number) \
+            or np.issubdtype(arr.dtype, np.complexfloating):
         raise TfsalError(f"expected numeric {what}, received dtype {arr.dtype}")
     if arr.ndim not in ranks:
         raise TfsalError(f"expected {what} of rank {' or '.join(map(str, ranks))}, received shape "
                          f"{arr.shape}")
-    arr = arr.astype(np.float32, copy=False)
+    if 0 in arr.shape:
+        raise TfsalError(f"expected non-empty {what}, received shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         raise TfsalError(f"expected finite {what}, received NaN or inf values")
     return arr
+
+
+def _float32(arr: np.ndarray, what: str) -> np.ndarray:
+    """Cast a result to float32, refusing values float32 cannot hold."""
+    out = arr.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise TfsalError(f"expected {what} within float32's range (|x| < 3.4e38), received "
+                         f"values up to {np.abs(arr).max():.3g}")
+    return out
 
 
 def reduce_channels(maps, reduction: str = "mean") -> np.ndarray:
@@ -61,16 +78,11 @@ def reduce_channels(maps, reduction: str = "mean") -> np.ndarray:
     if reduction not in REDUCTIONS:
         raise TfsalError(f"expected reduction in {REDUCTIONS}, received {reduction!r}")
     if arr.ndim == 3:
-        return arr
-    if reduction == "mean":
-        return arr.mean(axis=-1)
-    if reduction == "sum":
-        return arr.sum(axis=-1)
-    if reduction == "max":
-        return arr.max(axis=-1)
-    if reduction == "abs-max":
-        return np.abs(arr).max(axis=-1)
-    return np.sqrt(np.square(arr).sum(axis=-1))
+        return _float32(arr, "maps")
+    reduce = {"mean": lambda a: a.mean(axis=-1), "sum": lambda a: a.sum(axis=-1),
+              "max": lambda a: a.max(axis=-1), "abs-max": lambda a: np.abs(a).max(axis=-1),
+              "l2": lambda a: np.sqrt(np.square(a).sum(axis=-1))}[reduction]
+    return _float32(reduce(arr), f"the {reduction} of the channels")
 
 
 def clip_percentile(maps, low: float = 0.5, high: float = 99.5) -> np.ndarray:
@@ -84,11 +96,14 @@ def clip_percentile(maps, low: float = 0.5, high: float = 99.5) -> np.ndarray:
         >>> clipped.shape
     """
     arr = _maps(maps, (3, 4))
-    if not 0 <= low < high <= 100:
-        raise TfsalError(f"expected 0 ≤ low < high ≤ 100, received low={low}, high={high}")
+    numbers = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+                  for v in (low, high))
+    if not numbers or not 0 <= low < high <= 100:
+        raise TfsalError(f"expected numbers 0 ≤ low < high ≤ 100, received low={low!r}, "
+                         f"high={high!r}")
     flat = arr.reshape(len(arr), -1)
     lo, hi = np.percentile(flat, [low, high], axis=1)
-    return np.clip(flat, lo[:, None], hi[:, None]).reshape(arr.shape)
+    return _float32(np.clip(flat, lo[:, None], hi[:, None]).reshape(arr.shape), "maps")
 
 
 def normalize(maps, mode: str = "minmax") -> np.ndarray:
@@ -110,7 +125,7 @@ def normalize(maps, mode: str = "minmax") -> np.ndarray:
     else:
         scale = np.abs(flat).max(axis=1, keepdims=True)
         out = np.divide(flat, scale, out=np.zeros_like(flat), where=scale > 0)
-    return out.reshape(arr.shape)
+    return out.reshape(arr.shape).astype(np.float32)
 
 
 def upsample(maps, size, order: int = 1) -> np.ndarray:
@@ -128,9 +143,14 @@ def upsample(maps, size, order: int = 1) -> np.ndarray:
     from scipy.ndimage import zoom
 
     arr = _maps(maps, (3,))
-    height, width = (size, size) if np.isscalar(size) else tuple(size)
-    if int(height) < 1 or int(width) < 1:
-        raise TfsalError(f"expected a positive target size, received {size!r}")
+    pair = (size, size) if np.isscalar(size) else tuple(np.ravel(size))
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                 and v >= 1 for v in pair):
+        raise TfsalError(f"expected size a positive int or (height, width) pair of ints, "
+                         f"received {size!r}")
+    if order not in range(6) or isinstance(order, bool):
+        raise TfsalError(f"expected order an int spline order in 0…5, received {order!r}")
+    height, width = int(pair[0]), int(pair[1])
     factors = (1, height / arr.shape[1], width / arr.shape[2])
     # grid_mode aligns pixel areas (not centres), as image resizing does.
     out = zoom(arr, factors, order=order, mode="nearest", grid_mode=True)
@@ -199,6 +219,8 @@ def to_display(maps, *, reduction: str = "sum", signed: bool = True,
         >>> rgb = to_display(tfsal.integrated_gradients(model, images))
         >>> save_png(rgb[0], "ig.png")
     """
+    if not isinstance(clip, (tuple, list)) or len(clip) != 2:
+        raise TfsalError(f"expected clip a (low, high) pair of percentiles, received {clip!r}")
     reduced = clip_percentile(reduce_channels(maps, reduction), *clip)
     if signed:
         return colorize(normalize(reduced, "abs"), "diverging")

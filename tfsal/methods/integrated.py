@@ -10,7 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from tfsal.errors import TfsalError
-from tfsal.methods._base import attribution_method, base_seed, positive_int, sum_over_points
+from tfsal.methods._base import (
+    attribution_method,
+    base_seed,
+    non_negative,
+    positive_int,
+    sum_over_points,
+)
 
 BASELINES = ("black", "white", "noise", "blur")
 SCHEDULES = ("left", "right", "midpoint", "trapezoid", "gauss_legendre")
@@ -56,8 +62,14 @@ def make_baseline(images: np.ndarray, baseline="black", *, seed=None,
         blur_sigma: filter width in pixels for "blur" (default: a tenth of the image side).
 
     Raises:
-        TfsalError: for an unknown name or a shape that does not broadcast.
+        TfsalError: for bad images, an unknown name, a bad blur_sigma, a non-finite or
+            non-numeric baseline, or a shape that does not broadcast.
     """
+    from tfsal.images import as_batch, float_array
+
+    images = as_batch(images)  # not range-checked: SmoothGrad passes noisy copies
+    if not np.all(np.isfinite(images)):
+        raise TfsalError("expected finite images, received NaN or inf values")
     if isinstance(baseline, str):
         if baseline == "black":
             return np.zeros_like(images)
@@ -69,11 +81,19 @@ def make_baseline(images: np.ndarray, baseline="black", *, seed=None,
         if baseline == "blur":
             from scipy.ndimage import gaussian_filter
 
-            sigma = blur_sigma if blur_sigma is not None else max(images.shape[1:3]) / 10
+            side = max(images.shape[1:3])
+            sigma = side / 10 if blur_sigma is None else non_negative(blur_sigma, "blur_sigma")
+            if sigma > side:  # wider filters change nothing more and only cost time
+                raise TfsalError(f"expected blur_sigma ≤ the image side {side}, received "
+                                 f"{blur_sigma!r}")
             return gaussian_filter(images, sigma=(0, sigma, sigma, 0), mode="nearest")
         raise TfsalError(f"expected baseline in {BASELINES}, a number or an array, "
                          f"received {baseline!r}")
-    arr = np.asarray(baseline, dtype=np.float32)
+    if baseline is None:
+        raise TfsalError(f"expected baseline in {BASELINES}, a number or an array, received None")
+    arr = float_array(baseline, "baseline")
+    if not np.all(np.isfinite(arr)):
+        raise TfsalError("expected a finite baseline, received NaN or inf values")
     try:
         return np.broadcast_to(arr, images.shape).copy()
     except ValueError:
@@ -142,12 +162,12 @@ def completeness_delta(model, images, attributions, targets=None, *, baseline="b
         >>> ig = tfsal.integrated_gradients(model, images)
         >>> abs(tfsal.completeness_delta(model, images, ig, relative=True)).max() < 0.01
     """
-    from tfsal.images import check_images
+    from tfsal.images import check_images, float_array
     from tfsal.model import as_model
 
     model = as_model(model)
     images = check_images(images)
-    attributions = np.asarray(attributions, dtype=np.float32)
+    attributions = float_array(attributions, "attributions")
     if attributions.shape != images.shape:
         raise TfsalError(f"expected attributions of shape {images.shape}, received "
                          f"{attributions.shape}")

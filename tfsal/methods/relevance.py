@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsal.errors import TfsalError
 from tfsal.methods._base import attribution_method, non_negative
 from tfsal.methods.integrated import make_baseline
 from tfsal.overrides import Epsilon, Rescale
@@ -54,7 +55,7 @@ def epsilon_lrp(model, images, targets=None, *, epsilon: float = 1e-4,
     """ε-LRP as a modified gradient times the input.
 
     Args:
-        epsilon: the stabiliser ε ≥ 0 (the paper's comparisons use 1e-4).
+        epsilon: the stabiliser ε > 0 (the paper's comparisons use 1e-4).
         Others as `deeplift`.
 
     Returns:
@@ -64,5 +65,8 @@ def epsilon_lrp(model, images, targets=None, *, epsilon: float = 1e-4,
         >>> r = tfsal.epsilon_lrp(model, images, epsilon=1e-4)
         >>> r.shape == images.shape
     """
-    rule = Epsilon(non_negative(epsilon, "epsilon"))
+    epsilon = non_negative(epsilon, "epsilon")
+    if np.float32(epsilon) <= 0:  # ε = 0 divides 0 by 0 wherever a pre-activation is 0
+        raise TfsalError(f"expected epsilon > 0 (representable in float32), received {epsilon!r}")
+    rule = Epsilon(epsilon)
     return model.input_gradients(images, targets, score=score, rule=rule) * images
