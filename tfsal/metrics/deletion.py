@@ -98,11 +98,21 @@ def insertion_curve(model, images, maps, targets=None, *, fill="black",
 # ------------------------------------------------------------------------------ mechanics
 def deletion_mask(maps: np.ndarray, fraction: float) -> np.ndarray:
     """(N, H, W) pixels deleted at `fraction` (min–max normalised maps; map > cut, map ≠ 0)."""
-    flat = _normalise(maps).reshape(len(maps), -1)
-    ordered = -np.sort(-flat, axis=1)
-    rank = min(int(np.round(fraction * flat.shape[1])), flat.shape[1] - 1)
-    cut = ordered[:, rank:rank + 1]
-    return ((flat > cut) & (flat != 0)).reshape(maps.shape)
+    return _Ranked(maps).mask(fraction)
+
+
+class _Ranked:
+    """Maps normalised and sorted once, so each fraction's mask is one comparison."""
+
+    def __init__(self, maps: np.ndarray):
+        self.shape = maps.shape
+        self.flat = _normalise(maps).reshape(len(maps), -1)
+        self.ordered = -np.sort(-self.flat, axis=1)
+
+    def mask(self, fraction: float) -> np.ndarray:
+        rank = min(int(np.round(fraction * self.flat.shape[1])), self.flat.shape[1] - 1)
+        cut = self.ordered[:, rank:rank + 1]
+        return ((self.flat > cut) & (self.flat != 0)).reshape(self.shape)
 
 
 def _over_fractions(images, maps, fill, fractions, measure, chunk: int = 256) -> np.ndarray:
@@ -111,12 +121,19 @@ def _over_fractions(images, maps, fill, fractions, measure, chunk: int = 256) ->
     The (fraction, image) stream is measured in chunks of about `chunk` images, so batches stay
     full when N is small and memory stays bounded when N is large.
     """
-    values, pending = [], []
-    for p in fractions:
-        pending.append(np.where(deletion_mask(maps, p)[..., None], fill, images))
-        if sum(len(x) for x in pending) >= chunk or p == fractions[-1]:
-            values.append(np.asarray(measure(np.concatenate(pending).astype(np.float32))))
-            pending = []
+    ranked = _Ranked(maps)
+    n = len(images)
+    per_chunk = max(1, chunk // n)  # fractions per model call
+    fill = np.broadcast_to(np.asarray(fill, np.float32), images.shape)
+    values = []
+    for start in range(0, len(fractions), per_chunk):
+        group = fractions[start:start + per_chunk]
+        batch = np.empty((len(group) * n,) + images.shape[1:], np.float32)
+        for j, p in enumerate(group):
+            part = batch[j * n:(j + 1) * n]
+            np.copyto(part, images)
+            np.copyto(part, fill, where=ranked.mask(p)[..., None])
+        values.append(np.asarray(measure(batch)))
     return np.concatenate(values).reshape(len(fractions), len(images)).T
 
 
