@@ -15,7 +15,8 @@ from tfsal.metrics.localisation import (
     nonzero_fraction,
     total_variation,
 )
+from tfsal.metrics.sanity import RandomizationCheck, randomization_check
 
 __all__ = ["FRACTIONS", "Curve", "allegiance_curve", "deletion_curve", "deletion_mask",
            "insertion_curve", "mass_in_region", "mass_inside", "mass_outside_mask",
-           "nonzero_fraction", "total_variation"]
+           "nonzero_fraction", "randomization_check", "RandomizationCheck", "total_variation"]
