@@ -458,16 +458,17 @@ def _finite(value, name: str) -> float:
     return float(value)
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TfsalError(f"expected {name} a positive int, received {value!r}")
+def _positive_int(value, name: str, maximum: int = 10_000) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= value <= maximum:
+        raise TfsalError(f"expected {name} an int in [1, {maximum}], received {value!r}")
     return int(value)
 
 
 def _sigma(blur_sigma, shape) -> float:
     side = min(shape[1:3])
     sigma = side * BLUR_SIGMA_FRACTION if blur_sigma is None else _finite(blur_sigma, "blur_sigma")
-    if sigma <= 0 or int(4.0 * sigma + 0.5) >= side:
+    if sigma <= 0 or sigma >= side or int(4.0 * sigma + 0.5) >= side:
         raise TfsalError(f"expected blur_sigma > 0 with a filter radius (4 sigma) below the image "
                          f"side {side}, received {blur_sigma!r}")
     return sigma

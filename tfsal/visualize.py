@@ -145,9 +145,9 @@ def upsample(maps, size, order: int = 1) -> np.ndarray:
     arr = _maps(maps, (3,))
     pair = (size, size) if np.isscalar(size) else tuple(np.ravel(size))
     if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 and v >= 1 for v in pair):
-        raise TfsalError(f"expected size a positive int or (height, width) pair of ints, "
-                         f"received {size!r}")
+                                 and 1 <= v <= 16384 for v in pair):
+        raise TfsalError(f"expected size an int in [1, 16384] or a (height, width) pair of "
+                         f"them, received {size!r}")
     if order not in range(6) or isinstance(order, bool):
         raise TfsalError(f"expected order an int spline order in 0…5, received {order!r}")
     height, width = int(pair[0]), int(pair[1])
@@ -169,7 +169,7 @@ def colorize(maps, cmap: str = "heat") -> np.ndarray:
         >>> rgb.dtype
     """
     arr = _maps(maps, (3,))
-    if cmap not in _CMAPS:
+    if not isinstance(cmap, str) or cmap not in _CMAPS:
         raise TfsalError(f"expected cmap in {tuple(_CMAPS)}, received {cmap!r}")
     positions = np.array([p for p, _ in _CMAPS[cmap]], np.float32)
     colours = np.array([c for _, c in _CMAPS[cmap]], np.float32)
@@ -196,7 +196,10 @@ def overlay(images, maps, *, alpha: float = 0.5, cmap: str = "heat") -> np.ndarr
     """
     imgs = _maps(images, (4,), "images")
     arr = _maps(maps, (3,))
-    if not 0 <= alpha <= 1:
+    if imgs.shape[-1] != 3:
+        raise TfsalError(f"expected RGB images (N, H, W, 3), received shape {imgs.shape}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
+            or not 0 <= alpha <= 1:
         raise TfsalError(f"expected alpha in [0, 1], received {alpha}")
     if len(arr) != len(imgs):
         raise TfsalError(f"expected one map per image ({len(imgs)}), received {len(arr)}")
@@ -246,12 +249,27 @@ def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int =
     """
     from PIL import Image, ImageDraw
 
-    rows = [list(r) for r in panels]
+    try:
+        rows = [list(r) for r in panels]
+    except TypeError:
+        raise TfsalError(f"expected panels a list of rows (lists of images), received "
+                         f"{type(panels).__name__}") from None
     cells = [c for r in rows for c in r if c is not None]
     if not cells:
         raise TfsalError("expected at least one panel, received none")
-    if not isinstance(scale, (int, np.integer)) or scale < 1:
-        raise TfsalError(f"expected scale a positive int, received {scale!r}")
+    for cell in cells:
+        if not isinstance(cell, np.ndarray) or cell.dtype != np.uint8 or cell.ndim != 3 \
+                or cell.shape[-1] != 3 or 0 in cell.shape:
+            raise TfsalError(f"expected uint8 (H, W, 3) panels, received "
+                             f"{getattr(cell, 'dtype', type(cell).__name__)} "
+                             f"{getattr(cell, 'shape', '')}")
+    for value, name, low in ((scale, "scale", 1), (pad, "pad", 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise TfsalError(f"expected {name} an int ≥ {low}, received {value!r}")
+    for titles in (row_titles, col_titles):
+        if titles is not None and (isinstance(titles, str) or not hasattr(titles, "__len__")
+                                   or not all(isinstance(t, str) for t in titles)):
+            raise TfsalError(f"expected titles a sequence of strings, received {titles!r}")
     cell_h = max(c.shape[0] for c in cells) * scale
     cell_w = max(c.shape[1] for c in cells) * scale
     n_cols = max(len(r) for r in rows)
@@ -299,7 +317,8 @@ def save_png(image, path) -> Path:
     path = Path(path)
     if not isinstance(image, Image.Image):
         arr = np.asarray(image)
-        if arr.dtype != np.uint8 or arr.ndim not in (2, 3):
+        if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or 0 in arr.shape \
+                or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
             raise TfsalError(f"expected a uint8 (H, W[, 3]) array or PIL image, received "
                              f"{arr.dtype} {arr.shape}")
         image = Image.fromarray(arr)

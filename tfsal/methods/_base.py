@@ -32,16 +32,20 @@ def attribution_method(compute: Callable) -> Callable:
     return public
 
 
-def positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise TfsalError(f"expected {name} a positive int, received {value!r}")
+def positive_int(value, name: str, maximum: int = 100_000) -> int:
+    """An int in [1, maximum]; the bound turns an accidental 10**12 into an error, not a
+    MemoryError minutes later."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not 1 <= value <= maximum:
+        raise TfsalError(f"expected {name} an int in [1, {maximum}], received {value!r}")
     return int(value)
 
 
-def non_negative(value, name: str) -> float:
+def non_negative(value, name: str, maximum: float = np.inf) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not np.isfinite(value) or value < 0:
-        raise TfsalError(f"expected {name} a finite number ≥ 0, received {value!r}")
+            or not np.isfinite(value) or not 0 <= value <= maximum:
+        bound = "" if maximum == np.inf else f" and ≤ {maximum:g}"
+        raise TfsalError(f"expected {name} a finite number ≥ 0{bound}, received {value!r}")
     return float(value)
 
 

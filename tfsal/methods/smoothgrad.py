@@ -80,7 +80,8 @@ def vargrad(model, images, targets=None, *, method=vanilla_gradient, n_samples: 
 def _noisy_sums(model, images, targets, method, n_samples, noise_level, seed, method_kwargs,
                 *, squares):
     n_samples = positive_int(n_samples, "n_samples")
-    noise_level = non_negative(noise_level, "noise_level")
+    # σ beyond 100 × the image's range only floods the maps (and overflows float32 squares)
+    noise_level = non_negative(noise_level, "noise_level", maximum=100.0)
     if not callable(method):
         raise TfsalError(f"expected method a tfsal attribution method, received {method!r}")
     compute = getattr(method, "compute", method)
