@@ -215,7 +215,7 @@ def test_nonlinear_command_linear_only_writes_no_comparison(image_files, tmp_pat
 @pytest.mark.parametrize("extra, message", [
     (["--levels", "0,half"], "comma-separated fractions"),
     (["--levels", "0.5,0.2"], "non-decreasing"),
-    (["--steps-per-level", "0"], "positive int"),
+    (["--steps-per-level", "0"], "an int in [1, 10000]"),
     (["--target", "8"], "class indices in [0, 8)"),
 ])
 def test_nonlinear_command_reports_bad_options(image_files, tmp_path, capsys, extra, message):
