@@ -9,7 +9,7 @@ type, never a hang (every call runs under an alarm of `CALL_LIMIT` seconds).
 Where an input is clearly valid (or clearly invalid) the tests also assert *which* of the two
 must happen: each drawn argument is tagged valid (True), invalid (False) or unspecified (None).
 
-The findings of the first fuzzing rounds (ids B01–B26, all fixed in the library) keep one
+The findings of the fuzzing rounds (ids B01–B27, all fixed in the library) keep one
 regression test each at the end of the file.
 
 All tests share one `tfsal.Model` (module fixture) so compiled functions are reused; examples
@@ -931,9 +931,7 @@ def test_colorize_and_overlay(data, maps, cmap, alpha, image_fault):
 
 
 # ======================================================================== findings
-# B01-B20 were reported and fixed in 68c5d38; their tests stay as regression tests.
-# B21-B26 are open: each test pins one finding with a temporary xfail(strict=True) marker.
-# Remove the marker once the library is fixed; the test then keeps fuzzing that region.
+# B01-B27 were found by these tests and fixed in the library; each keeps a regression test.
 
 
 @fuzz(10)
@@ -1301,3 +1299,15 @@ def test_b26_huge_finite_blur_sigma(model, blur_sigma, name):
     else:
         result, error = call(tfsal.selective_blur, model, images, norm, blur_sigma=blur_sigma)
     check_outcome(False, result, error, f"blur_sigma={blur_sigma}")
+
+
+# B27: steps up to the bound must not exhaust memory (Gauss-Legendre nodes were O(steps³)).
+@fuzz_regression(3)
+@given(steps=st.sampled_from([100000, 10001, 5000]))
+def test_b27_gauss_legendre_steps_within_bound(model, steps):
+    # A bound-respecting count: the call must return or raise TfsalError, not MemoryError.
+    # (More than 75 GB of free memory would turn this into a long computation instead.)
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
+    result, error = call(tfsal.integrated_gradients, model, images, 0, steps=steps)
+    if error is None:
+        assert_finite(result, images.shape)
