@@ -10,6 +10,7 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
+from tfsal.progress import progress_bar
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
@@ -125,7 +126,7 @@ def _explain(args) -> int:
     summary = {"model": str(args.model), "methods": names, "target": args.target,
                "maps": [], "failed": []}
     batches = range(0, len(files), model.batch_size)
-    for start in _progress(batches, len(files) > model.batch_size, "explain"):
+    for start in progress_bar(batches, len(files) > model.batch_size, "explain"):
         _explain_batch(args, model, names, files[start:start + model.batch_size], summary)
         save_json(summary, args.out / "summary.json")  # after every batch: progress survives
     written = sum(entry["status"] == "written" for entry in summary["maps"])
@@ -205,12 +206,6 @@ def _image_files(inputs: list[Path]) -> list[tuple[Path, str]]:
         seen[stem] = seen.get(stem, 0) + 1
         unique.append((path, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
     return unique
-
-
-def _progress(iterable, enabled: bool, description: str):
-    from tfsal.nonlinear import _progress as progress
-
-    return progress(iterable, enabled, description)
 
 
 def _load_images(paths: list[Path], size) -> np.ndarray:

@@ -29,7 +29,9 @@ import tensorflow as tf
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images, float_array
+from tfsal.methods._base import positive_int
 from tfsal.model import as_model
+from tfsal.progress import progress_bar
 from tfsal.targets import resolve_targets
 
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.95)
@@ -249,7 +251,7 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
                          f"{sensitivity!r}")
     items, item_targets = _items(model, images, targets)
     levels = _check_levels(levels)
-    steps = _positive_int(steps_per_level, "steps_per_level")
+    steps = positive_int(steps_per_level, "steps_per_level", maximum=10_000)
     step_size = _finite(step_size, "step_size")
     filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
     background = _check_background(background)
@@ -258,7 +260,7 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
     config = (levels, steps, step_size, filters, background)
     chunks = range(0, len(items), model.batch_size)
     parts = []
-    for start in _progress(chunks, progress, "nonlinear saliency"):
+    for start in progress_bar(chunks, progress, "nonlinear saliency"):
         part = slice(start, start + model.batch_size)
         x, t = images[items[part]], item_targets[part]
         if sensitivity is None:
@@ -458,13 +460,6 @@ def _finite(value, name: str) -> float:
     return float(value)
 
 
-def _positive_int(value, name: str, maximum: int = 10_000) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 1 <= value <= maximum:
-        raise TfsalError(f"expected {name} an int in [1, {maximum}], received {value!r}")
-    return int(value)
-
-
 def _sigma(blur_sigma, shape) -> float:
     side = min(shape[1:3])
     sigma = side * BLUR_SIGMA_FRACTION if blur_sigma is None else _finite(blur_sigma, "blur_sigma")
@@ -485,14 +480,7 @@ def _check_pair(images, sensitivity_norm):
     return images, norm
 
 
-def _progress(iterable, enabled: bool, description: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:  # optional: no bar without tqdm
-        return iterable
-    return tqdm(iterable, desc=description, unit="batch")
+
 
 
 # ------------------------------------------------------------------------ selective blurring
