@@ -162,9 +162,8 @@ def _explain_batch(args, model, names, batch, summary) -> None:
     for targets in _targets(model, images, args.target):
         for name in names:
             stems = [f"{stem}_{name}_class{int(t)}" for (_, stem), t in zip(kept, targets)]
-            todo = [i for i, s in enumerate(stems)
-                    if args.overwrite or not _map_files(args.out, s)[0].exists()
-                    or not _map_files(args.out, s)[1].exists()]
+            todo = [i for i, s in enumerate(stems) if args.overwrite
+                    or not all(f.exists() for f in _map_files(args.out, s))]
             maps = METHODS[name](model, images[todo], targets[todo]) if todo else []
             computed = dict(zip(todo, maps))
             for i, ((path, _), target) in enumerate(zip(kept, targets)):

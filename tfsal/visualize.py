@@ -292,10 +292,7 @@ def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int =
         for c, cell in enumerate(row):
             if cell is None:
                 continue
-            arr = np.asarray(cell)
-            if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[-1] != 3:
-                raise TfsalError(f"expected uint8 (H, W, 3) panels, received {arr.dtype} "
-                                 f"{arr.shape}")
+            arr = cell  # validated above
             tile = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale),
                                                Image.NEAREST)
             sheet.paste(tile, (left + pad + c * (cell_w + pad), y))
