@@ -14,6 +14,7 @@ from tfsal.progress import progress_bar
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
+GENERATED_SEED = 2  # the embedded models' held-out test seed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +62,26 @@ def _parser() -> argparse.ArgumentParser:
                                 "(default: tfsal.nonlinear.STEP_SIZE)")
     nonlinear.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
     nonlinear.set_defaults(run=_nonlinear)
+
+    evaluate = sub.add_parser("evaluate", help="score methods' maps with a metric; CSV, JSON, plot")
+    evaluate.add_argument("metric", help="allegiance | deletion | insertion | background | "
+                                         "total_variation | signed")
+    evaluate.add_argument("images", nargs="*", type=Path,
+                          help="image files and/or folders (default: generated data with masks)")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--method", action="append", default=None,
+                          help="method name (repeatable, or 'all'); default: vanilla")
+    evaluate.add_argument("--generated", type=int, default=100,
+                          help="number of generated images when no files are given (default 100)")
+    evaluate.add_argument("--seed", type=int, default=GENERATED_SEED,
+                          help=f"seed of the generated images (default {GENERATED_SEED}, "
+                               "held out from training)")
+    evaluate.add_argument("--fill", default="black",
+                          help="deletion fill: black, white or a number in [0, 1]")
+    evaluate.add_argument("--reduction", default="abs-max",
+                          help="channel reduction of the maps (mean, sum, max, abs-max, l2)")
+    evaluate.add_argument("--out", type=Path, default=Path("tfsal_eval"), help="output folder")
+    evaluate.set_defaults(run=_evaluate)
 
     demo = sub.add_parser("demo", help="every method on sample images of the embedded model")
     demo.add_argument("--n-images", type=int, default=6)
@@ -307,6 +328,36 @@ def _trajectory_entry(model, trajectory, blurred, item: int, path: Path, files) 
                                "after": float(blurred.after[item, target]),
                                "salient_fraction": float(blurred.salient_fraction[item])},
             "files": [str(f) for f in files]}
+
+
+def _evaluate(args) -> int:
+    from tfsal.data import make_dataset
+    from tfsal.evaluation import evaluate
+
+    model = _load(args)
+    methods = _method_names(args.method)
+    if args.images:
+        images = _load_images([path for path, _ in _image_files(args.images)], model.input_size)
+        masks = None
+    else:
+        if args.generated < 1 or model.input_size is None:
+            raise TfsalError(f"expected --generated ≥ 1 and a model with a fixed input size, "
+                             f"received {args.generated} and {model.input_size}")
+        data = make_dataset(args.generated, size=model.input_size[0], seed=args.seed)
+        images, masks = data.images, data.masks
+    fill = args.fill
+    if fill not in ("black", "white"):
+        try:
+            fill = float(fill)
+        except ValueError:
+            raise TfsalError(f"expected --fill black, white or a number, received {fill!r}") \
+                from None
+    result = evaluate(model, images, args.metric, methods=methods, masks=masks, fill=fill,
+                      reduction=args.reduction, out=args.out)
+    for name, stats in result.summary.items():
+        print(f"{name:24s} " + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
+    print(f"wrote {', '.join(str(f) for f in result.files)}")
+    return 0
 
 
 def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:

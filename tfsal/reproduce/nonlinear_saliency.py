@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tfsal import visualize
+from tfsal import plots, visualize
 from tfsal.errors import TfsalError
 
 PANEL_INCHES = (3.0, 2.5)  # one Figure 2 panel (width, height)
 MAX_COLUMNS = 4  # Figure 2 panels per row
-DPI = 100
+DPI = plots.DPI
 
 
 # ------------------------------------------------------------------------ Figures 1 and 3
@@ -116,7 +116,7 @@ def probability_figure(trajectory, path, *, items=None, class_names=None, item_l
     _check_labels(item_labels, len(trajectory.targets))
     cols = min(MAX_COLUMNS, len(items))
     rows = -(-len(items) // cols)
-    figure = _figure((PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows))
+    figure = plots.figure((PANEL_INCHES[0] * cols, PANEL_INCHES[1] * rows))
     x = blurred_percent(trajectory)
     for k, item in enumerate(items):
         axes = figure.add_subplot(rows, cols, k + 1)
@@ -129,7 +129,7 @@ def probability_figure(trajectory, path, *, items=None, class_names=None, item_l
                  ylabel="probability")
         if compare is not None:
             axes.legend(fontsize=7)
-    return _save(figure, path)
+    return plots.save(figure, path)
 
 
 def selective_blur_figure(result, path, *, class_names=None, item_labels=None) -> Path:
@@ -156,7 +156,7 @@ def selective_blur_figure(result, path, *, class_names=None, item_labels=None) -
     rows = np.arange(n)
     before = result.before[rows, result.targets]
     after = result.after[rows, result.targets]
-    figure = _figure((max(4.0, 0.7 * n + 1.5), 3.5))
+    figure = plots.figure((max(4.0, 0.7 * n + 1.5), 3.5))
     axes = figure.add_subplot(1, 1, 1)
     axes.bar(rows - 0.2, before, width=0.4, label="before")
     axes.bar(rows + 0.2, after, width=0.4, label="after blurring salient pixels")
@@ -164,7 +164,7 @@ def selective_blur_figure(result, path, *, class_names=None, item_labels=None) -
     axes.set_xticks(rows, labels, rotation=30, ha="right", fontsize=8)
     axes.set(ylim=(0, 1.05), ylabel="target probability")
     axes.legend(fontsize=8)
-    return _save(figure, path)
+    return plots.save(figure, path)
 
 
 def blurred_percent(trajectory) -> np.ndarray:
@@ -210,25 +210,3 @@ def _title(result, item: int, class_names, item_labels) -> str:
     target = int(result.targets[item])
     name = class_names[target] if class_names and target < len(class_names) else f"class {target}"
     return name if item_labels is None else f"{item_labels[item]}: {name}"
-
-
-def _figure(inches):
-    """A matplotlib Figure on its own Agg canvas (no pyplot, no global state)."""
-    try:
-        import matplotlib  # noqa: F401  (first, so a missing package fails here)
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise TfsalError("expected matplotlib for this figure, received none installed: "
-                         "pip install tfsal[plot]") from None
-    figure = Figure(figsize=inches, dpi=DPI)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _save(figure, path) -> Path:
-    """Render on the Agg canvas and write an RGB PNG atomically (`visualize.save_png`)."""
-    figure.tight_layout()
-    figure.canvas.draw()
-    rgba = np.asarray(figure.canvas.buffer_rgba())
-    return visualize.save_png(np.ascontiguousarray(rgba[..., :3]), path)

@@ -1,0 +1,177 @@
+"""One metric, several methods, a set of images: results as CSV + JSON and a plot.
+
+This is what `tfsal evaluate` runs; it only composes methods, metrics and plots. Maps are made
+comparable across methods before scoring: pixel maps are reduced over channels (default
+"abs-max", the signed-maps paper's standard map), CAM-family maps upsampled to the image.
+
+Metrics:
+- allegiance / deletion / insertion: curves over the deletion fractions (AUC per method);
+- background: fraction of |attribution| outside the object mask (needs masks: generated data);
+- total_variation: total variation of each map scaled to max |value| 1 (scale-free);
+- signed: the signed-maps paper's black/white-deletion table (methods are not used).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tfsal import plots, visualize
+from tfsal.errors import TfsalError
+from tfsal.files import atomic_write, save_json
+from tfsal.methods import METHODS
+from tfsal.metrics import (
+    allegiance_curve,
+    deletion_curve,
+    insertion_curve,
+    mass_inside,
+    total_variation,
+)
+from tfsal.model import as_model
+
+CURVES = {"allegiance": allegiance_curve, "deletion": deletion_curve,
+          "insertion": insertion_curve}
+SCORES = ("background", "total_variation")
+METRICS = (*CURVES, *SCORES, "signed")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What `evaluate` computed and wrote.
+
+    Attributes:
+        metric: the metric's name.
+        summary: {method (or signed-map row): {statistic: value}} — "auc" for curves, median and
+            quartiles for per-image scores.
+        files: the CSV, JSON and plot files written.
+    """
+
+    metric: str
+    summary: dict
+    files: tuple
+
+
+def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fill="black",
+             reduction: str = "abs-max", out) -> Evaluation:
+    """Score each method's maps of `images` with `metric` and write results.csv/json and a plot.
+
+    Args:
+        model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
+        images: float32 (N, H, W, 3) in [0, 1]; the predicted class is explained.
+        metric: one of `METRICS`.
+        methods: method names from `tfsal.METHODS`.
+        masks: (N, H, W) object masks, needed by "background".
+        fill: deletion fill for the curve metrics ("black", "white" or a number).
+        reduction: channel reduction of pixel maps (`visualize.REDUCTIONS`).
+        out: output folder.
+
+    Returns:
+        an `Evaluation`.
+
+    Raises:
+        TfsalError: for an unknown metric or method, or missing masks.
+
+    Example:
+        >>> evaluate("shapes-cnn", data.images, "deletion", methods=["vanilla", "rectgrad"],
+        ...          out="eval")
+    """
+    if metric not in METRICS:
+        raise TfsalError(f"expected a metric in {METRICS}, received {metric!r}")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise TfsalError(f"expected method names from {sorted(METHODS)}, received {unknown}")
+    if metric == "background" and masks is None:
+        raise TfsalError("expected object masks for the background metric (use generated data), "
+                         "received none")
+    if reduction not in visualize.REDUCTIONS:
+        raise TfsalError(f"expected reduction in {visualize.REDUCTIONS}, received {reduction!r}")
+    model = as_model(model)
+    out = Path(out)
+    if metric == "signed":
+        return _signed(model, images, out)
+    targets = model.predicted_classes(images)
+    maps = {name: _comparable(METHODS[name](model, images, targets), images, reduction)
+            for name in methods}
+    if metric in CURVES:
+        return _curves(model, images, targets, maps, metric, fill, out)
+    return _scores(maps, metric, masks, out)
+
+
+def _comparable(attributions: np.ndarray, images: np.ndarray, reduction: str) -> np.ndarray:
+    """(N, H, W) maps at image resolution."""
+    if attributions.ndim == 3:  # CAM family: (N, h, w) feature-map resolution
+        return visualize.upsample(attributions, images.shape[1:3])
+    return visualize.reduce_channels(attributions, reduction)
+
+
+def _curves(model, images, targets, maps, metric, fill, out) -> Evaluation:
+    score = CURVES[metric]
+    curves = {name: (score(model, images, m, fill=fill) if metric == "allegiance"
+                     else score(model, images, m, targets, fill=fill))
+              for name, m in maps.items()}
+    rows = [(name, float(f), float(v)) for name, c in curves.items()
+            for f, v in zip(c.fractions, c.values)]
+    summary = {name: {"auc": float(c.auc)} for name, c in curves.items()}
+    ylabel = "allegiance" if metric == "allegiance" else "target probability"
+    plot = plots.curve_plot(curves, out / f"{metric}.png", ylabel=ylabel,
+                            title=f"{metric} ({fill} fill), {model.name}",
+                            xlabel="fraction inserted" if metric == "insertion"
+                            else "fraction deleted")
+    return _write(metric, summary, ("method", "fraction", "value"), rows, out, plot,
+                  extra={"fill": fill, "n_images": len(images)})
+
+
+def _scores(maps, metric, masks, out) -> Evaluation:
+    values = {}
+    for name, m in maps.items():
+        if metric == "background":
+            values[name] = 1.0 - mass_inside(m, masks)
+        else:
+            scale = np.abs(m).reshape(len(m), -1).max(axis=1)
+            values[name] = total_variation(m / np.where(scale > 0, scale, 1)[:, None, None])
+    rows = [(name, i, float(v)) for name, vals in values.items() for i, v in enumerate(vals)]
+    summary = {name: _statistics(v) for name, v in values.items()}
+    ylabel = ("fraction of |attribution| outside the object" if metric == "background"
+              else "total variation (map scaled to max 1)")
+    plot = plots.box_plot(values, out / f"{metric}.png", ylabel=ylabel, title=metric)
+    n_images = len(next(iter(values.values())))
+    return _write(metric, summary, ("method", "image", "value"), rows, out, plot,
+                  extra={"n_images": n_images})
+
+
+def _signed(model, images, out) -> Evaluation:
+    from tfsal.reproduce import signed_saliency
+
+    table = signed_saliency.deletion_table(model, images)
+    rows = [(f"{fill}/{kind}", float(f), float(v)) for (fill, kind), c in table.curves.items()
+            for f, v in zip(c.fractions, c.values)]
+    summary = {f"{fill}/{kind}": {"auc": float(c.auc)} for (fill, kind), c in
+               table.curves.items()}
+    figures = signed_saliency.curves_figures(table, out)
+    return _write("signed", summary, ("map", "fraction", "value"), rows, out, *figures,
+                  extra={"n_images": len(images),
+                         "claim": {f"{f}/{k}": bool(v) for (f, k), v in table.claim().items()}})
+
+
+def _statistics(values: np.ndarray) -> dict:
+    q1, median, q3 = np.nanpercentile(values, [25, 50, 75])
+    return {"median": float(median), "q1": float(q1), "q3": float(q3),
+            "mean": float(np.nanmean(values))}
+
+
+def _write(metric, summary, header, rows, out, *plots_written, extra=None) -> Evaluation:
+    """results.csv (long format) and results.json next to the plots."""
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(rows)
+    with atomic_write(out / "results.csv") as handle:
+        handle.write(text.getvalue().encode())
+    payload = {"metric": metric, **(extra or {}), "summary": summary}
+    save_json(payload, out / "results.json")
+    files = (out / "results.csv", out / "results.json", *plots_written)
+    return Evaluation(metric, summary, tuple(files))
