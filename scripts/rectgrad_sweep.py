@@ -6,8 +6,8 @@ import numpy as np
 
 import tfsal
 from tfsal.data import make_dataset
+from tfsal.loading import load_model
 from tfsal.metrics import mass_inside, nonzero_fraction
-from tfsal.model import load_model
 from tfsal.reproduce.rectified_gradient import sweep_table, threshold_sweep
 
 

@@ -6,6 +6,7 @@ Images are float32 RGB in [0, 1], shape (N, H, W, 3); every method is a pure fun
 
 from tfsal.attacks import AttackResult, ClassSensitivity, bim, class_sensitivity, fgsm
 from tfsal.errors import TfsalError
+from tfsal.loading import load_model
 from tfsal.methods import (
     METHODS,
     cam,
@@ -25,7 +26,7 @@ from tfsal.methods import (
     vanilla_gradient,
     vargrad,
 )
-from tfsal.model import Model, load_model
+from tfsal.model import Model
 from tfsal.nonlinear import (
     SelectiveBlur,
     Trajectory,

@@ -83,6 +83,22 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("tfsal_eval"), help="output folder")
     evaluate.set_defaults(run=_evaluate)
 
+    reproduce = sub.add_parser("reproduce", help="regenerate a paper's figures and tables")
+    reproduce.add_argument("paper", help="nonlinear | rectgrad | signed")
+    reproduce.add_argument("--model", action="append", default=None,
+                           help="built-in name, ImageNet model name, .keras file or SavedModel "
+                                "(repeatable; default: the embedded models)")
+    reproduce.add_argument("--images", type=Path, default=None,
+                           help="folder of images (default: generated data for the embedded "
+                                "models, matplotlib's sample photos otherwise)")
+    reproduce.add_argument("--n-images", type=int, default=8,
+                           help="generated images (default 8)")
+    reproduce.add_argument("--quick", action="store_true",
+                           help="reduced settings for a fast end-to-end run")
+    reproduce.add_argument("--out", type=Path, default=Path("tfsal_reproduce"),
+                           help="output folder")
+    reproduce.set_defaults(run=_reproduce)
+
     demo = sub.add_parser("demo", help="every method on sample images of the embedded model")
     demo.add_argument("--n-images", type=int, default=6)
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
@@ -105,7 +121,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(args):
-    from tfsal.model import load_model
+    from tfsal.loading import load_model
 
     preprocess = None if args.preprocess == "none" else args.preprocess
     return load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
@@ -191,7 +207,7 @@ def _explain_batch(args, model, names, batch, summary) -> None:
                 npy, png = _map_files(args.out, stems[i])
                 if i in computed:
                     save_npy(computed[i], npy)
-                    visualize.save_png(render(images[i], computed[i]), png)
+                    visualize.save_png(visualize.render(images[i], computed[i]), png)
                 summary["maps"].append({
                     "image": str(path), "method": name, "target": int(target),
                     "label": _label(model, target), "files": [str(npy), str(png)],
@@ -245,29 +261,24 @@ def _load_images(paths: list[Path], size) -> np.ndarray:
 
 
 def _nonlinear(args) -> int:
-    from tfsal.nonlinear import nonlinear_saliency, selective_blur
+    from tfsal.reproduce.run import nonlinear_run
 
     model = _load(args)
     images = _load_images(args.images, model.input_size)
     targets = np.stack(_targets(model, images, args.target), axis=1)  # (N, K), image-major items
     options = _nonlinear_options(args)
     options["progress"] = True  # a bar over batches, when tqdm is installed
-    trajectory = nonlinear_saliency(model, images, targets, linear=args.linear, **options)
-    linear = None if args.linear else nonlinear_saliency(model, images, targets, linear=True,
-                                                          **options)
-    originals = images[trajectory.image_index]
-    # Figure 4: blur the pixels the loop kept at its last level (the salient ones)
-    blurred = selective_blur(model, originals, trajectory.kept[:, -1], trajectory.targets)
-    paths = [args.images[i] for i in trajectory.image_index]
-    items, shared = _nonlinear_figures(args.out, model, originals, trajectory, linear, blurred,
-                                       paths)
-    save_json({"model": str(args.model), "linear": bool(args.linear), "files": shared,
-               "items": items}, args.out / "trajectory.json")
-    count = len(shared) + sum(len(e["files"]) for e in items)
-    print(f"{'linear' if args.linear else 'nonlinear'} saliency of {len(items)} item(s) from "
-          f"{len(images)} image(s): mean best target probability "
-          f"{trajectory.best_probability.mean():.3f}; wrote {count} figures and trajectory.json "
-          f"to {args.out}")
+    run = nonlinear_run(model, images, targets, [p.stem for p in args.images], out=args.out,
+                        linear_only=args.linear, **options)
+    for entry, index in zip(run.items, run.trajectory.image_index):
+        entry["image"] = str(args.images[index])
+    save_json({"model": str(args.model), "linear": bool(args.linear), "files": run.shared,
+               "items": run.items}, args.out / "trajectory.json")
+    count = len(run.shared) + sum(len(e["files"]) for e in run.items)
+    print(f"{'linear' if args.linear else 'nonlinear'} saliency of {len(run.items)} item(s) "
+          f"from {len(images)} image(s): mean best target probability "
+          f"{run.trajectory.best_probability.mean():.3f}; wrote {count} figures and "
+          f"trajectory.json to {args.out}")
     return 0
 
 
@@ -285,49 +296,6 @@ def _nonlinear_options(args) -> dict:
     if args.step_size is not None:
         options["step_size"] = args.step_size
     return options
-
-
-def _nonlinear_figures(out: Path, model, originals, trajectory, linear, blurred, paths):
-    """Write Figures 1-4; return the per-item JSON entries and the shared files.
-
-    `originals` and `paths` are per item (the item's image and its file)."""
-    from tfsal import visualize
-    from tfsal.reproduce import nonlinear_saliency as paper
-
-    scale = max(1, 128 // originals.shape[1])
-    stems = [p.stem for p in paths]
-    entries = []
-    for item, (path, target) in enumerate(zip(paths, trajectory.targets)):
-        base = out / f"{path.stem}_class{int(target)}"
-        strip = paper.snapshot_strip(trajectory, item, scale=scale)
-        files = [visualize.save_png(strip, f"{base}_strip.png")]
-        if linear is not None:
-            row = paper.linear_vs_nonlinear(originals[item], linear.maps[item, -1],
-                                            trajectory.maps[item, -1], scale=scale)
-            files.append(visualize.save_png(row, f"{base}_linear_vs_nonlinear.png"))
-        entries.append(_trajectory_entry(model, trajectory, blurred, item, path, files))
-    shared = [
-        paper.probability_figure(trajectory, out / "probabilities.png", compare=linear,
-                                 class_names=model.class_names, item_labels=stems),
-        paper.selective_blur_figure(blurred, out / "selective_blur.png",
-                                    class_names=model.class_names, item_labels=stems)]
-    return entries, [str(p) for p in shared]
-
-
-def _trajectory_entry(model, trajectory, blurred, item: int, path: Path, files) -> dict:
-    """What trajectory.json records about one (image, target) item."""
-    target = int(trajectory.targets[item])
-    return {"image": str(path), "target": target, "label": _label(model, target),
-            "best_step": int(trajectory.best_step[item]),
-            "best_probability": float(trajectory.best_probability[item]),
-            "target_probability": trajectory.target_probability[item].tolist(),
-            "blurred_fraction": trajectory.blurred_fraction[item].tolist(),
-            "levels": trajectory.levels.tolist(),
-            "step_levels": trajectory.step_levels.tolist(),
-            "selective_blur": {"before": float(blurred.before[item, target]),
-                               "after": float(blurred.after[item, target]),
-                               "salient_fraction": float(blurred.salient_fraction[item])},
-            "files": [str(f) for f in files]}
 
 
 def _evaluate(args) -> int:
@@ -360,27 +328,53 @@ def _evaluate(args) -> int:
     return 0
 
 
-def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
-    """A uint8 RGB picture of one map: signed pixel maps as a diverging map (sum over channels,
-    0.5/99.5-percentile clip, symmetric range), CAM-family maps as a heat overlay."""
-    from tfsal import visualize
+def _reproduce(args) -> int:
+    from tfsal import zoo
+    from tfsal.loading import load_model
+    from tfsal.reproduce.run import reproduce
 
-    if attribution.ndim == 3:
-        return visualize.to_display(attribution[None])[0]
-    heat = visualize.normalize(visualize.upsample(attribution[None], image.shape[:2]), "minmax")
-    return visualize.overlay(image[None], heat)[0]
+    names = args.model or (list(zoo.available()) if args.paper == "signed" else [DEFAULT_MODEL])
+    models = [load_model(name) for name in names]
+    report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
+                       quick=args.quick)
+    print(f"wrote {report} and its figures")
+    return 0
+
+
+def _reproduce_images(args, model):
+    """The --images folder; else generated data (with masks) for the embedded models and
+    matplotlib's sample photos for any other model."""
+    from tfsal import zoo
+    from tfsal.data import make_dataset
+    from tfsal.reproduce.run import Images
+
+    if args.images is not None:
+        files = _image_files([args.images])
+        return Images(_load_images([p for p, _ in files], model.input_size),
+                      tuple(stem for _, stem in files))
+    if model.name in zoo.available():
+        if args.n_images < 1:
+            raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
+        data = make_dataset(args.n_images, size=model.input_size[0], seed=GENERATED_SEED)
+        return Images(data.images, tuple(f"image{i}" for i in range(len(data))), data.masks)
+    import matplotlib
+
+    samples = Path(matplotlib.get_data_path()) / "sample_data"
+    paths = [samples / "grace_hopper.jpg", samples / "Minduka_Present_Blue_Pack.png"]
+    return Images(_load_images(paths, model.input_size), tuple(p.stem for p in paths))
 
 
 def _label(model, target) -> str:
-    names = model.class_names
-    return names[int(target)] if names and int(target) < len(names) else str(int(target))
+    from tfsal.reproduce.run import label
+
+    return label(model, target)
 
 
 def _demo(args) -> int:
     from tfsal import visualize
     from tfsal.data import make_dataset
+    from tfsal.loading import load_model
     from tfsal.methods import METHODS
-    from tfsal.model import load_model
 
     if args.n_images < 1:
         raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
@@ -398,7 +392,7 @@ def _demo(args) -> int:
     for name, method in METHODS.items():
         maps = method(model, data.images, predicted)
         for i, (image, attribution) in enumerate(zip(data.images, maps)):
-            picture = render(image, attribution)
+            picture = visualize.render(image, attribution)
             rows[i].append(picture)
             save_npy(attribution, args.out / f"image{i}_{name}.npy")
             visualize.save_png(picture, args.out / f"image{i}_{name}.png")
@@ -424,12 +418,19 @@ def _methods(_args) -> int:
 
 
 def _models(_args) -> int:
-    from tfsal import zoo
+    from tfsal import hub_models, zoo
 
     for name in zoo.available():
         info = zoo.info(name)
         print(f"{name:14s} input {info.input_size}x{info.input_size}, preprocess "
               f"{info.preprocess!r}, {len(info.class_names)} classes")
+    print(f"\nImageNet models (keras.applications; Keras caches their weights in "
+          f"{hub_models.keras_cache_dir() / 'models'}):")
+    for name in hub_models.available():
+        spec = hub_models.spec(name)
+        cached = "cached" if spec.weights_cached() else "not cached (downloaded on first load)"
+        print(f"{name:14s} input {spec.input_size}x{spec.input_size}, preprocess "
+              f"{spec.preprocess!r}, {spec.num_classes} classes, weights {cached}")
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -443,88 +442,6 @@ def as_model(model, **kwargs) -> Model:
             raise TfsalError(f"expected no loading options for an existing tfsal.Model, "
                              f"received {sorted(kwargs)}")
         return model
+    from tfsal.loading import load_model  # loading imports this module
+
     return load_model(model, **kwargs)
-
-
-def load_model(source, *, preprocess="auto", score="logit", batch_size=32, safe_mode=True,
-               signature="serving_default", class_names=None) -> Model:
-    """Load or wrap a classifier as a `tfsal.Model`.
-
-    Args:
-        source: a `tfsal.Model` (returned unchanged), a Keras model, the name of a built-in
-            model (see `tfsal.zoo.available()`), a `.keras` file, or a SavedModel directory.
-        preprocess: as for `Model`; "auto" takes the built-in model's own, else None.
-        score: default score of the adapter.
-        batch_size: images per compiled call.
-        safe_mode: Keras safe mode for `.keras` files (refuses arbitrary code such as Lambda).
-        signature: SavedModel signature to call.
-        class_names: optional class names.
-
-    Returns:
-        a `tfsal.Model`.
-
-    Raises:
-        TfsalError: for an unknown name, a missing path or an unloadable file.
-
-    Example:
-        >>> model = tfsal.load_model("shapes-cnn")
-        >>> maps = tfsal.vanilla_gradient(model, images)
-    """
-    import keras
-
-    if isinstance(source, Model):
-        return source
-    options = dict(score=score, batch_size=batch_size)
-    pre = None if preprocess == "auto" else preprocess
-    if isinstance(source, keras.Model):
-        return Model(source, preprocess=pre, class_names=class_names, **options)
-    if not isinstance(source, (str, Path)):
-        raise TfsalError("expected a tfsal.Model, a keras.Model, a built-in model name or a "
-                         f"path, received {type(source).__name__}")
-    from tfsal import zoo
-
-    if isinstance(source, str) and source in zoo.available():
-        info = zoo.info(source)
-        return Model(zoo.load(source), preprocess=info.preprocess if preprocess == "auto" else pre,
-                     class_names=class_names or info.class_names, name=source, **options)
-    path = Path(source)
-    try:
-        is_saved_model = path.is_dir() and (path / "saved_model.pb").exists()
-        is_file = path.is_file()
-    except OSError as exc:  # e.g. a name longer than the file system allows
-        raise TfsalError(f"expected a built-in model name or a readable path, received "
-                         f"{str(source)[:80]!r}… ({exc.strerror})") from None
-    if is_saved_model:
-        return _load_saved_model(path, signature, pre, class_names, options)
-    if is_file and path.suffix in (".keras", ".h5"):
-        try:
-            loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
-        except Exception as exc:  # Keras raises many types; one clear message for all
-            hint = " (it may need safe_mode=False / --unsafe-load)" if safe_mode else ""
-            raise TfsalError(f"expected a loadable Keras model file, received {path}: "
-                             f"{exc}{hint}") from exc
-        return Model(loaded, preprocess=pre, class_names=class_names, name=path.stem, **options)
-    raise TfsalError(f"expected a built-in model name {list(zoo.available())}, a .keras file or a "
-                     f"SavedModel directory, received {str(source)!r}")
-
-
-def _load_saved_model(path: Path, signature: str, preprocess, class_names, options) -> Model:
-    loaded = tf.saved_model.load(str(path))
-    signatures = getattr(loaded, "signatures", {})
-    if signature not in signatures:
-        raise TfsalError(f"expected a signature in {sorted(signatures)}, received {signature!r}")
-    fn = signatures[signature]
-    specs = fn.structured_input_signature[1]
-    if len(specs) != 1:
-        raise TfsalError(f"expected a signature with one image input, received {sorted(specs)}")
-    (arg, spec), = specs.items()
-    if spec.dtype != tf.float32:
-        raise TfsalError(f"expected a float32 image input for gradients, received {spec.dtype} "
-                         f"input {arg!r} of signature {signature!r}")
-
-    def call(x):
-        return fn(**{arg: x})
-
-    call.loaded = loaded  # keep the SavedModel alive as long as the adapter
-    call.input_shape = tuple(spec.shape)
-    return Model(call, preprocess=preprocess, class_names=class_names, name=path.name, **options)

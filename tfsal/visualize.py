@@ -230,6 +230,20 @@ def to_display(maps, *, reduction: str = "sum", signed: bool = True,
     return colorize(normalize(reduced, "minmax"), "heat")
 
 
+def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
+    """A uint8 RGB picture of one map of one image: pixel maps (H, W, C) as `to_display` draws
+    them, CAM-family maps (h, w) as a heat overlay upsampled onto the image.
+
+    Example:
+        >>> save_png(render(images[0], tfsal.grad_cam(model, images)[0]), "cam.png")
+    """
+    attribution = np.asarray(attribution)
+    if attribution.ndim == 3:
+        return to_display(attribution[None])[0]
+    heat = normalize(upsample(attribution[None], np.shape(image)[:2]), "minmax")
+    return overlay(np.asarray(image)[None], heat)[0]
+
+
 def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int = 1):
     """Arrange uint8 RGB panels (rows of (H, W, 3) arrays, None for empty) in a titled sheet.
 

@@ -1,0 +1,392 @@
+"""Loading classifiers as `tfsal.Model` adapters.
+
+`load_model` takes a Keras model, the name of a built-in model (`tfsal.zoo`) or of an ImageNet
+model (`tfsal.hub_models`: the `keras.applications` model with its ImageNet weights), a
+`.keras` / `.h5` file, a SavedModel directory (also TF Serving's `<model>/<version>/` layout),
+or "hub:<handle>" for a TF-Hub model (URL or local directory, through `tensorflow_hub.load`).
+
+A loaded SavedModel is opaque: one of its signatures (or the object's `__call__`) becomes the
+adapter's model callable. Plain gradients flow through it; layers and backward rules cannot be
+reached.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.parse
+from pathlib import Path
+
+import tensorflow as tf
+
+from tfsal import hub_models
+from tfsal.errors import TfsalError
+from tfsal.model import Model
+
+HUB_PREFIX = "hub:"
+DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default key; Keras' export() writes it too
+PROBE_TIMEOUT = 10.0  # seconds to wait for the weights server before calling it offline
+
+# Options that apply to some kinds of source only, with their defaults; safe_mode is left out
+# because it only ever forbids something.
+_SOURCE_OPTIONS = {"weights": "imagenet", "download": True, "signature": None,
+                   "output_key": None, "version": None}
+
+
+def load_model(source, *, preprocess="auto", score="logit", output="auto", batch_size=32,
+               class_names=None, safe_mode=True, weights="imagenet", download=True,
+               signature=None, output_key=None, version=None) -> Model:
+    """Load or wrap a classifier as a `tfsal.Model`.
+
+    Args:
+        source: a `tfsal.Model` (returned unchanged); a Keras model; a built-in model name
+            (`tfsal.zoo.available()`); an ImageNet model name (`tfsal.hub_models.available()`,
+            case-insensitive, Keras spellings such as "InceptionV3" too); a `.keras` / `.h5`
+            file; a SavedModel directory, or a TF Serving model directory holding integer
+            version subdirectories; or "hub:<handle>" (a TF-Hub URL or a local directory).
+            Names come before paths: pass a `Path` (or "./name") for a directory with a name.
+        preprocess: as for `Model`; "auto" takes a named model's own, None (images in [0, 1])
+            for hub handles and everything else.
+        score: default score of the adapter.
+        output: "auto", "logits" or "probabilities": what the model returns (see `Model`).
+        batch_size: images per compiled call.
+        class_names: class names (default: a named model's own; for the TF-Hub handles in the
+            ImageNet specs, "background" followed by the 1000 ImageNet names).
+        safe_mode: Keras safe mode for `.keras` files (refuses arbitrary code such as Lambda).
+        weights: ImageNet names only: "imagenet" (from the Keras cache, downloaded by Keras
+            if missing), None (untrained architecture) or the path of a weights file.
+        download: ImageNet names only: False never touches the network.
+        signature: SavedModel / hub only: the signature to call. None: "serving_default" if
+            the model has it, else the object's own `__call__`.
+        output_key: SavedModel / hub only: which output of a signature returning several.
+        version: TF Serving layout only: the version to load (default: the largest).
+
+    Returns:
+        a `tfsal.Model`.
+
+    Raises:
+        TfsalError: for an unknown name, a missing path, an unloadable file, ImageNet weights
+            that are neither cached nor downloadable, a signature without a float32 image
+            input, or an option that does not apply to the source.
+
+    Example:
+        >>> model = tfsal.load_model("xception")  # keras.applications, ImageNet weights
+        >>> maps = tfsal.vanilla_gradient(model, images)
+    """
+    import keras
+
+    if isinstance(source, Model):
+        return source
+    common = dict(score=score, output=output, batch_size=batch_size)
+    given = dict(weights=weights, download=download, signature=signature,
+                 output_key=output_key, version=version)
+    pre = None if preprocess == "auto" else preprocess
+    if isinstance(source, keras.Model):
+        _check_options("a Keras model", given)
+        return Model(source, preprocess=pre, class_names=class_names, **common)
+    if not isinstance(source, (str, Path)):
+        raise TfsalError("expected a tfsal.Model, a keras.Model, a model name, a path or "
+                         f"'hub:<handle>', received {type(source).__name__}")
+    if isinstance(source, str):
+        named = _load_named(source, preprocess, class_names, given, common)
+        if named is not None:
+            return named
+    return _load_path(Path(source), pre, class_names, safe_mode, given, common)
+
+
+def _check_options(what: str, given: dict, allowed: tuple = ()) -> None:
+    """Raise for options set away from their defaults that do not apply to `what`."""
+    unused = [k for k, default in _SOURCE_OPTIONS.items()
+              if k not in allowed and not _is_default(given[k], default)]
+    if unused:
+        received = ", ".join(f"{k}={given[k]!r}" for k in unused)
+        raise TfsalError(f"expected only options that apply to {what}, received {received}")
+
+
+def _is_default(value, default) -> bool:
+    return value is default or (type(value) is type(default) and value == default)
+
+
+def _load_named(source: str, preprocess, class_names, given, common) -> Model | None:
+    """A hub handle, built-in or ImageNet model name as a `Model`; None for anything else."""
+    from tfsal import zoo
+
+    if source.startswith(HUB_PREFIX):
+        _check_options("a TF-Hub handle", given, ("signature", "output_key"))
+        return _load_hub(source, preprocess, class_names, given, common)
+    if source in zoo.available():
+        _check_options("a built-in model", given)
+        info = zoo.info(source)
+        pre = info.preprocess if preprocess == "auto" else preprocess
+        return Model(zoo.load(source), preprocess=pre, class_names=class_names or info.class_names,
+                     name=source, **common)
+    spec = hub_models.find(source)
+    if spec is None:
+        return None
+    _check_options("an ImageNet model", given, ("weights", "download"))
+    keras_model = _build_imagenet(spec, given["weights"], given["download"])
+    pre = spec.preprocess if preprocess == "auto" else preprocess
+    return Model(keras_model, preprocess=pre, class_names=class_names or spec.class_names,
+                 name=spec.name, **common)
+
+
+def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) -> Model:
+    """A `.keras` / `.h5` file or a SavedModel directory as a `Model`."""
+    try:
+        found = _saved_model_dir(path, given["version"])
+        is_file = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the file system allows
+        raise TfsalError(f"expected a model name or a readable path, received "
+                         f"{str(path)[:80]!r}… ({exc.strerror})") from None
+    if found is not None:
+        _check_options("a SavedModel directory", given, ("signature", "output_key", "version"))
+        directory, name = found
+        loaded = _restore(lambda: tf.saved_model.load(str(directory)), "a loadable SavedModel",
+                          directory)
+        call = _model_callable(loaded, given["signature"], given["output_key"], str(directory))
+        return Model(call, preprocess=preprocess, class_names=class_names, name=name, **common)
+    if is_file and path.suffix in (".keras", ".h5"):
+        _check_options("a Keras model file", given)
+        return _load_keras_file(path, preprocess, class_names, safe_mode, common)
+    from tfsal import zoo
+
+    raise TfsalError(f"expected a built-in model name {list(zoo.available())}, an ImageNet model "
+                     f"name {list(hub_models.available())}, a .keras file, a SavedModel "
+                     f"directory or 'hub:<handle>', received {str(path)!r}")
+
+
+def _load_keras_file(path: Path, preprocess, class_names, safe_mode, common) -> Model:
+    import keras
+
+    try:
+        loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+    except Exception as exc:  # Keras raises many types; one clear message for all
+        hint = " (it may need safe_mode=False / --unsafe-load)" if safe_mode else ""
+        raise TfsalError(f"expected a loadable Keras model file, received {path}: "
+                         f"{exc}{hint}") from exc
+    return Model(loaded, preprocess=preprocess, class_names=class_names, name=path.stem,
+                 **common)
+
+
+# ---------------------------------------------------------------------------- ImageNet models
+def _build_imagenet(spec, weights, download: bool):
+    """The spec's Keras model with ImageNet weights, a given weights file, or none."""
+    if not isinstance(download, bool):
+        raise TfsalError(f"expected download True or False, received {download!r}")
+    if weights is None:
+        return spec.build(weights=None)
+    if isinstance(weights, str) and weights == "imagenet":
+        path = _imagenet_weights(spec, download)
+    elif isinstance(weights, (str, Path)) and _is_file(weights):
+        path = Path(weights)
+    else:
+        raise TfsalError(f"expected weights='imagenet', None or the path of an existing weights "
+                         f"file, received {weights!r}")
+    try:
+        return spec.build(weights=path)
+    except Exception as exc:  # h5py / Keras errors for a file of another model or format
+        raise TfsalError(f"expected a weights file of {spec.keras_constructor}, received "
+                         f"{path}: {exc}") from exc
+
+
+def _is_file(path) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        return False
+
+
+def _imagenet_weights(spec, download: bool) -> Path:
+    """The cached ImageNet weights file, downloaded through Keras if missing.
+
+    Keras downloads with urllib and no timeout, which can hang on a network that drops
+    packets; so a missing file is only fetched after the server answered a short probe.
+    """
+    import keras
+
+    target = spec.weights_path()
+    if not target.is_file():
+        if not download:
+            raise _missing_weights(spec, target, "download=False")
+        problem = _connection_problem(spec.weights_url)
+        if problem:
+            raise _missing_weights(spec, target, problem)
+        target.parent.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
+    try:
+        return Path(keras.utils.get_file(
+            spec.weights_file, spec.weights_url, cache_subdir=spec.cache_subdir,
+            cache_dir=str(hub_models.keras_cache_dir()), file_hash=spec.weights_md5))
+    except Exception as exc:  # URL errors, a bad hash; Keras removes partial downloads
+        raise _missing_weights(spec, target, str(exc)) from exc
+
+
+def _missing_weights(spec, target: Path, reason: str) -> TfsalError:
+    return TfsalError(
+        f"expected the ImageNet weights of {spec.name} in the Keras cache, received no usable file "
+        f"{spec.weights_file} at {target} (the cache is $KERAS_HOME or ~/.keras, subfolder "
+        f"{spec.cache_subdir}; not downloaded: {reason}). Fetch it from {spec.weights_url} to "
+        f"that path, or pass weights=<path of the file> (weights=None: untrained)")
+
+
+def _connection_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why no TCP connection to the URL's host opens within `timeout` seconds (None: it does)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:  # DNS failure, refused, unreachable, timed out
+        return f"no connection to {parts.hostname}:{port} (offline?): {exc}"
+
+
+# ---------------------------------------------------------------------------- SavedModels
+def _saved_model_dir(path: Path, version) -> tuple[Path, str] | None:
+    """(SavedModel directory, display name) found at `path`, or None if it holds none.
+
+    TF Serving keeps each version in an integer-named subdirectory
+    (`<model>/<version>/saved_model.pb`); the largest is taken unless `version` names one.
+    """
+    if not path.is_dir():
+        return None
+    if (path / "saved_model.pb").exists():
+        if version is not None:
+            raise TfsalError(f"expected a TF Serving model directory (<model>/<version>/"
+                             f"saved_model.pb) for version={version!r}, received the plain "
+                             f"SavedModel directory {path}")
+        return path, path.name
+    versions = {int(d.name): d for d in path.iterdir()
+                if d.name.isdigit() and (d / "saved_model.pb").exists()}
+    if not versions:
+        return None
+    if version is None:
+        version = max(versions)
+    if version not in versions or isinstance(version, bool):
+        raise TfsalError(f"expected a version in {sorted(versions)} of {path}, "
+                         f"received {version!r}")
+    return versions[version], f"{path.name}/{version}"
+
+
+def _restore(load, what: str, where):
+    """`load()`, with every loading failure as a TfsalError."""
+    try:
+        return load()
+    except Exception as exc:  # TensorFlow and TF-Hub raise many types
+        raise TfsalError(f"expected {what}, received {str(where)!r}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") \
+            from exc
+
+
+def _load_hub(source: str, preprocess, class_names, given, common) -> Model:
+    """'hub:<handle>' through `tensorflow_hub.load` (imported here only: it pulls in tf-keras)."""
+    handle = source[len(HUB_PREFIX):].strip()
+    if not handle:
+        raise TfsalError(f"expected a URL or a directory after {HUB_PREFIX!r}, received "
+                         f"{source!r}")
+    try:
+        import tensorflow_hub as hub
+    except ImportError as exc:
+        raise TfsalError(f"expected the tensorflow-hub package for {source!r}, received "
+                         f"ImportError: {exc}") from exc
+    loaded = _restore(lambda: hub.load(handle), "a loadable TF-Hub handle (URL or SavedModel "
+                      "directory)", handle)
+    call = _model_callable(loaded, given["signature"], given["output_key"], handle)
+    known = _known_hub(handle)
+    if known is not None and (call.input_shape is None or None in call.input_shape[1:3]):
+        # The documented size: tfsal resizes image files to it and probes the class count.
+        call.input_shape = (None, known.input_size, known.input_size, 3)
+    pre = None if preprocess == "auto" else preprocess  # hub image models take [0, 1] images
+    names = class_names or (known.class_names if known is not None else None)
+    return Model(call, preprocess=pre, class_names=names, name=source, **common)
+
+
+def _known_hub(handle: str):
+    """The `HubModel` of an ImageNet spec with this tfhub.dev or Kaggle handle, else None."""
+    key = handle.rstrip("/").lower()
+    for name in hub_models.available():
+        hub = hub_models.spec(name).hub
+        if hub is not None and key in (hub.handle.lower(), hub.kaggle_handle.lower()):
+            return hub
+    return None
+
+
+def _model_callable(loaded, signature, output_key, where: str):
+    """The loaded object's image -> scores function, checked: one float32 image input, one
+    selected output. It keeps `loaded` alive and tells `Model` its input shape."""
+    function, keyword, spec, outputs = _endpoint(loaded, signature, where)
+    _check_image_input(spec, keyword, where)
+    key = _output_key(outputs, output_key, where)
+
+    def call(images):
+        out = function(**{keyword: images}) if keyword else function(images)
+        return out if key is None else out[key]
+
+    call.loaded = loaded
+    call.input_shape = tuple(spec.shape.as_list()) if spec.shape.rank is not None else None
+    return call
+
+
+def _endpoint(loaded, signature, where: str):
+    """(function, its input's keyword or None, input TensorSpec, output structure)."""
+    signatures = dict(getattr(loaded, "signatures", None) or {})
+    if signature is None and DEFAULT_SIGNATURE not in signatures and callable(loaded):
+        return _callable_endpoint(loaded, where)
+    name = DEFAULT_SIGNATURE if signature is None else signature
+    if name not in signatures:
+        hint = " (or signature=None for the object's own __call__)" if callable(loaded) else ""
+        raise TfsalError(f"expected a signature in {sorted(signatures)}{hint} of {where}, "
+                         f"received {name!r}")
+    function = signatures[name]
+    inputs = function.structured_input_signature[1]
+    if len(inputs) != 1:
+        raise TfsalError(f"expected a signature with one image input, received inputs "
+                         f"{sorted(inputs)} in signature {name!r} of {where}")
+    (keyword, spec), = inputs.items()
+    return function, keyword, spec, function.structured_outputs
+
+
+def _callable_endpoint(loaded, where: str):
+    """The restored `__call__` of an object without a default signature (e.g. TF-Hub models)."""
+    concrete = [c for c in getattr(loaded.__call__, "concrete_functions", ())
+                if c.structured_input_signature[0]
+                and isinstance(c.structured_input_signature[0][0], tf.TensorSpec)]
+    if not concrete:
+        raise TfsalError(f"expected a signature or a traced __call__ taking an image tensor, "
+                         f"received neither in {where}")
+    return loaded, None, concrete[0].structured_input_signature[0][0], \
+        concrete[0].structured_outputs
+
+
+def _check_image_input(spec, keyword, where: str) -> None:
+    """Raise unless the input is a float32 (N, H, W, C) tensor: gradients need one."""
+    name = f" {keyword!r}" if keyword else ""
+    if spec.dtype == tf.string:
+        raise TfsalError(f"expected a float32 image input for gradients, received a tf.string "
+                         f"input{name} in {where}: it takes encoded image bytes, and decoding "
+                         f"has no gradient; export a signature taking float32 images "
+                         f"(N, H, W, 3) and load that one (signature=...)")
+    if spec.dtype != tf.float32:
+        raise TfsalError(f"expected a float32 image input for gradients, received a "
+                         f"{spec.dtype.name} input{name} in {where}")
+    if spec.shape.rank not in (None, 4):
+        raise TfsalError(f"expected an image input of rank 4 (N, H, W, 3), received shape "
+                         f"{spec.shape}{name} in {where}")
+
+
+def _output_key(outputs, output_key, where: str):
+    """The key of the scores in a dict / sequence of outputs (None: a single tensor)."""
+    if isinstance(outputs, dict):
+        keys = sorted(outputs)
+    elif isinstance(outputs, (list, tuple)):
+        keys = list(range(len(outputs)))
+    else:
+        keys = None
+    if keys is None:
+        if output_key is not None:
+            raise TfsalError(f"expected no output_key for the single output of {where}, "
+                             f"received {output_key!r}")
+        return None
+    if output_key is None and len(keys) == 1:
+        return keys[0]
+    if output_key not in keys:
+        raise TfsalError(f"expected output_key naming one of the outputs {keys} of {where}, "
+                         f"received {output_key!r}")
+    return output_key
