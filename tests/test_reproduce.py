@@ -72,3 +72,23 @@ def test_reproduce_refuses_unknown_papers_and_missing_models(tmp_path, capsys):
                  "--out", str(tmp_path)]) == 2
     assert "expected --n-images" in capsys.readouterr().err
     assert not (tmp_path / "report.md").exists()
+
+
+def test_reproduce_on_another_model_uses_the_sample_photos(tmp_path):
+    from conftest import toy_cnn
+
+    model_file = tmp_path / "toy.keras"
+    toy_cnn().save(model_file)
+    out = tmp_path / "out"
+    assert main(["reproduce", "nonlinear", "--quick", "--model", str(model_file),
+                 "--out", str(out)]) == 0
+    assert {p.name.split("_class")[0] for p in out.glob("*_strip.png")} == {
+        "grace_hopper", "Minduka_Present_Blue_Pack"}
+
+
+def test_reproduce_on_an_imagenet_model_without_weights_names_the_missing_file(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    assert main(["reproduce", "nonlinear", "--model", "vgg16", "--out", str(tmp_path)]) == 2
+    assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in capsys.readouterr().err
+    assert not (tmp_path / "report.md").exists()

@@ -111,8 +111,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="built-in name, .keras file or SavedModel directory "
-                             f"(default {DEFAULT_MODEL})")
+                        help="built-in name (tfsal models), ImageNet name (xception, vgg16, "
+                             "resnet50, inception_v3, mobilenet_v2), hub:<handle>, .keras file "
+                             f"or SavedModel directory (default {DEFAULT_MODEL})")
     parser.add_argument("--preprocess", default="auto",
                         help="caffe | tf | torch | none (default: the built-in model's own)")
     parser.add_argument("--batch-size", type=int, default=32)
