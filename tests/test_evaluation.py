@@ -162,3 +162,38 @@ def test_evaluate_command_on_files_refuses_metrics_that_need_masks(tmp_path, cap
     assert main(["evaluate", "allegiance", str(image), "--model", str(model_file),
                  "--fill", "grey", "--out", str(tmp_path / "o")]) == 2
     assert "expected --fill" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ experiments (tiny sizes)
+def test_shift_finds_the_gradient_invariant_and_gradient_x_input_not(model, data, tmp_path):
+    result = evaluate(model, data.images, "shift", methods=["vanilla", "gradient_x_input"],
+                      out=tmp_path)
+    assert result.summary["vanilla"]["invariant"] is True
+    assert result.summary["gradient_x_input"]["invariant"] is False
+    assert result.summary["gradient_x_input"]["median"] > 0.01
+    assert (tmp_path / "shift.png").exists()
+
+
+def test_roar_command_writes_every_accuracy_and_the_areas(tmp_path, capsys):
+    out = tmp_path / "roar"
+    assert main(["evaluate", "roar", "--method", "vanilla", "--n-train", "48", "--generated",
+                 "16", "--epochs", "1", "--repeats", "1", "--out", str(out)]) == 0
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved["summary"]) == {"vanilla", "random"}
+    rows = _rows(out / "results.csv")
+    assert {(r["method"], r["mode"]) for r in rows} == {
+        (m, mode) for m in ("vanilla", "random") for mode in ("roar", "kar")}
+    assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
+    random = saved["summary"]["random"]  # KAR mirrors ROAR for the random ranking
+    assert random["roar_auc"] + random["kar_aoc"] == pytest.approx(1.0)
+    assert (out / "roar.png").exists() and (out / "kar.png").exists()
+
+
+def test_patch_command_scores_each_method_in_the_corner(tmp_path):
+    out = tmp_path / "patch"
+    assert main(["evaluate", "patch", "--method", "vanilla", "--method", "rectgrad",
+                 "--n-train", "32", "--generated", "4", "--epochs", "1",
+                 "--out", str(out)]) == 0
+    rows = _rows(out / "results.csv")
+    assert len(rows) == 8 and all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+    assert (out / "patch.png").exists()

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="score methods' maps with a metric; CSV, JSON, plot")
     evaluate.add_argument("metric", help="allegiance | deletion | insertion | background | "
-                                         "total_variation | signed")
+                                         "total_variation | signed | shift | patch | roar "
+                                         "(patch and roar retrain on generated data)")
     evaluate.add_argument("images", nargs="*", type=Path,
                           help="image files and/or folders (default: generated data with masks)")
     _add_model_options(evaluate)
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
                           help="deletion fill: black, white or a number in [0, 1]")
     evaluate.add_argument("--reduction", default="abs-max",
                           help="channel reduction of the maps (mean, sum, max, abs-max, l2)")
+    evaluate.add_argument("--n-train", type=int, default=2000,
+                          help="patch / roar: generated training images (default 2000)")
+    evaluate.add_argument("--epochs", type=int, default=6,
+                          help="patch / roar: epochs of each training (default 6)")
+    evaluate.add_argument("--repeats", type=int, default=3,
+                          help="roar: trainings per method and fraction (default 3)")
     evaluate.add_argument("--out", type=Path, default=Path("tfsal_eval"), help="output folder")
     evaluate.set_defaults(run=_evaluate)
 
@@ -301,10 +308,18 @@ def _nonlinear_options(args) -> dict:
 
 def _evaluate(args) -> int:
     from tfsal.data import make_dataset
-    from tfsal.evaluation import evaluate
+    from tfsal.evaluation import evaluate, evaluate_patch, evaluate_roar
 
-    model = _load(args)
     methods = _method_names(args.method)
+    if args.metric == "patch":
+        return _print_evaluation(evaluate_patch(
+            methods, n_train=args.n_train, n_eval=args.generated, epochs=args.epochs,
+            out=args.out, seed=args.seed))
+    model = _load(args)
+    if args.metric == "roar":
+        return _print_evaluation(evaluate_roar(
+            model, methods, n_train=args.n_train, n_test=args.generated, epochs=args.epochs,
+            repeats=args.repeats, out=args.out))
     if args.images:
         images = _load_images([path for path, _ in _image_files(args.images)], model.input_size)
         masks = None
@@ -321,8 +336,11 @@ def _evaluate(args) -> int:
         except ValueError:
             raise TfsalError(f"expected --fill black, white or a number, received {fill!r}") \
                 from None
-    result = evaluate(model, images, args.metric, methods=methods, masks=masks, fill=fill,
-                      reduction=args.reduction, out=args.out)
+    return _print_evaluation(evaluate(model, images, args.metric, methods=methods, masks=masks,
+                                      fill=fill, reduction=args.reduction, out=args.out))
+
+
+def _print_evaluation(result) -> int:
     for name, stats in result.summary.items():
         print(f"{name:24s} " + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
     print(f"wrote {', '.join(str(f) for f in result.files)}")

@@ -9,6 +9,11 @@ Metrics:
 - background: fraction of |attribution| outside the object mask (needs masks: generated data);
 - total_variation: total variation of each map scaled to max |value| 1 (scale-free);
 - signed: the signed-maps paper's black/white-deletion table (methods are not used).
+
+Experiments that retrain the embedded architecture on generated data (minutes, not seconds):
+- patch: `random_patch_experiment`, share of each map's mass in the training patch's corner;
+- roar: `roar_kar`, accuracy after removing / keeping each method's top pixels (Table 1);
+- shift: `input_shift_invariance`, how far each method's maps move for a shifted-input model.
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from tfsal.model import as_model
 CURVES = {"allegiance": allegiance_curve, "deletion": deletion_curve,
           "insertion": insertion_curve}
 SCORES = ("background", "total_variation")
-METRICS = (*CURVES, *SCORES, "signed")
+MAP_METRICS = (*CURVES, *SCORES, "signed", "shift")  # maps of given images
+METRICS = (*MAP_METRICS, "patch", "roar")  # the last two retrain: evaluate_patch, _roar
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fi
     Args:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1]; the predicted class is explained.
-        metric: one of `METRICS`.
+        metric: one of `MAP_METRICS`.
         methods: method names from `tfsal.METHODS`.
         masks: (N, H, W) object masks, needed by "background".
         fill: deletion fill for the curve metrics ("black", "white" or a number).
@@ -79,8 +85,9 @@ def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fi
         >>> evaluate("shapes-cnn", data.images, "deletion", methods=["vanilla", "rectgrad"],
         ...          out="eval")
     """
-    if metric not in METRICS:
-        raise TfsalError(f"expected a metric in {METRICS}, received {metric!r}")
+    if metric not in MAP_METRICS:
+        raise TfsalError(f"expected a metric in {MAP_METRICS} (patch and roar retrain: "
+                         f"evaluate_patch, evaluate_roar), received {metric!r}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise TfsalError(f"expected method names from {sorted(METHODS)}, received {unknown}")
@@ -93,6 +100,8 @@ def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fi
     out = Path(out)
     if metric == "signed":
         return _signed(model, images, out)
+    if metric == "shift":
+        return _shift(model, images, methods, out)
     targets = model.predicted_classes(images)
     maps = {name: _comparable(METHODS[name](model, images, targets), images, reduction)
             for name in methods}
@@ -155,6 +164,78 @@ def _signed(model, images, out) -> Evaluation:
     return _write("signed", summary, ("map", "fraction", "value"), rows, out, *figures,
                   extra={"n_images": len(images),
                          "claim": {f"{f}/{k}": bool(v) for (f, k), v in table.claim().items()}})
+
+
+def _shift(model, images, methods, out, shift: float = 0.1) -> Evaluation:
+    from tfsal.metrics import input_shift_invariance
+
+    results = {name: input_shift_invariance(model, images, name, shift,
+                                            method_kwargs={"seed": 0} if name in
+                                            ("smoothgrad", "vargrad") else None)
+               for name in methods}
+    values = {name: r.relative_l2 for name, r in results.items()}
+    rows = [(name, i, float(v)) for name, vals in values.items() for i, v in enumerate(vals)]
+    summary = {name: {**_statistics(r.relative_l2), "invariant": bool(r.invariant),
+                      "logit_error": float(r.logit_error.max())}
+               for name, r in results.items()}
+    plot = plots.box_plot(values, out / "shift.png", title=f"input shift +{shift}",
+                          ylabel="relative L2 change of the map")
+    return _write("shift", summary, ("method", "image", "value"), rows, out, plot,
+                  extra={"shift": shift, "n_images": len(images)})
+
+
+def evaluate_patch(methods, *, n_train: int, n_eval: int, epochs: int, out,
+                   seed: int = 0) -> Evaluation:
+    """`random_patch_experiment`: train on patched generated data, score every method's maps
+    in the patch's corner; results.csv/json and a box plot of the corner's share of the mass."""
+    from tfsal.metrics import random_patch_experiment
+
+    result = random_patch_experiment(list(methods), n_train=n_train, n_eval=n_eval,
+                                     epochs=epochs, seed=seed, progress=True)
+    values = dict(zip(result.methods, result.patch_fraction))
+    rows = [(name, i, float(v)) for name, vals in values.items() for i, v in enumerate(vals)]
+    summary = {name: _statistics(v) for name, v in values.items()}
+    out = Path(out)
+    plot = plots.box_plot(values, out / "patch.png", title="random-patch occlusion",
+                          ylabel="share of |attribution| in the patch")
+    return _write("patch", summary, ("method", "image", "value"), rows, out, plot,
+                  extra={"accuracy": result.accuracy, "n_train": n_train, "n_eval": n_eval,
+                         "epochs": epochs})
+
+
+def evaluate_roar(model, methods, *, n_train: int, n_test: int, epochs: int, repeats: int,
+                  out, seed: int = 0) -> Evaluation:
+    """`roar_kar` on generated data (train stream 1, test stream 2) with `model`'s maps;
+    results.csv/json (ROAR AUC, KAR AOC per method) and the two accuracy curves."""
+    from tfsal.data import make_dataset
+    from tfsal.metrics import Curve, roar_kar
+
+    model = as_model(model)
+    size = model.input_size[0] if model.input_size else 64
+    result = roar_kar(list(methods), train=make_dataset(n_train, size=size, seed=1),
+                      test=make_dataset(n_test, size=size, seed=2), epochs=epochs,
+                      repeats=repeats, seed=seed, model=model, progress=True)
+    rows = [(name, mode, float(f), r, float(acc))
+            for mode, table in (("roar", result.roar), ("kar", result.kar))
+            for name, per_fraction in zip(result.methods, table)
+            for f, accs in zip(result.fractions, per_fraction) for r, acc in enumerate(accs)]
+    summary = {name: {"roar_auc": float(a), "kar_aoc": float(b)}
+               for name, a, b in zip(result.methods, result.roar_auc, result.kar_aoc)}
+    out = Path(out)
+    figures = []
+    for mode, table, area in (("roar", result.roar, result.roar_auc),
+                              ("kar", result.kar, result.kar_aoc)):
+        curves = {name: Curve(result.fractions, np.nanmean(t, axis=1), float(a), t)
+                  for name, t, a in zip(result.methods, table, area)}
+        figures.append(plots.curve_plot(
+            curves, out / f"{mode}.png", title=f"{mode.upper()} ({n_train} training images)",
+            xlabel="fraction removed" if mode == "roar" else "fraction kept",
+            ylabel="test accuracy"))
+    return _write("roar", summary, ("method", "mode", "fraction", "repeat", "accuracy"), rows,
+                  out, *figures, extra={"clean_accuracy": result.clean_accuracy.tolist(),
+                                        "chance_accuracy": result.chance_accuracy,
+                                        "model_accuracy": result.model_accuracy,
+                                        "settings": result.settings})
 
 
 def _statistics(values: np.ndarray) -> dict:

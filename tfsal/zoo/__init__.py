@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from tfsal.errors import TfsalError
 from tfsal.zoo.shapes_cnn import SHAPES_CNN, ModelInfo, build_shapes_cnn, load_shapes_cnn
+from tfsal.zoo.shapes_resnet import SHAPES_RESNET, build_shapes_resnet, load_shapes_resnet
+from tfsal.zoo.training import train_classifier
 
-_REGISTRY = {SHAPES_CNN.name: (SHAPES_CNN, load_shapes_cnn)}
+_REGISTRY = {SHAPES_CNN.name: (SHAPES_CNN, load_shapes_cnn),
+             SHAPES_RESNET.name: (SHAPES_RESNET, load_shapes_resnet)}
 
 
 def available() -> tuple[str, ...]:
@@ -26,5 +29,6 @@ def load(name: str):
     return _REGISTRY[name][1]()
 
 
-__all__ = ["SHAPES_CNN", "ModelInfo", "available", "build_shapes_cnn", "info", "load",
-           "load_shapes_cnn"]
+__all__ = ["SHAPES_CNN", "SHAPES_RESNET", "ModelInfo", "available", "build_shapes_cnn",
+           "build_shapes_resnet", "info", "load", "load_shapes_cnn", "load_shapes_resnet",
+           "train_classifier"]
