@@ -19,11 +19,20 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/tfsal demo --out demo_out
 
 test: $(VENV)/.installed
-	$(VENV)/bin/ruff check tfsal tests benchmarks scripts
+	$(VENV)/bin/ruff check tfsal tests benchmarks scripts examples
 	$(PY) -m pytest -q
 
-bench: $(VENV)/.installed
-	$(PY) benchmarks/bench_methods.py --out BENCHMARKS.md
+# The peers for `make bench` (a separate stamp: `make test` never installs them). xplique goes
+# in without its dependency pins (see pyproject.toml); the installed TensorFlow, Keras and
+# NumPy are pinned as constraints, so pip fails rather than move them.
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip freeze | grep -iE '^(tensorflow|keras|numpy|tf.keras)==' > $(VENV)/bench-pins.txt
+	$(PY) -m pip install --quiet -c $(VENV)/bench-pins.txt -e ".[bench]"
+	$(PY) -m pip install --quiet --no-deps "xplique==2.0.2"
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) benchmarks/run_all.py --out BENCHMARKS.md
 	cd benchmarks && ../$(PY) bench_nonlinear.py --out ../BENCHMARKS_NONLINEAR.md
 
 clean:

@@ -84,7 +84,7 @@ def test_schedules_integrate_polynomials(schedule):
     assert np.all((nodes >= 0) & (nodes <= 1))
     np.testing.assert_allclose(weights.sum(), 1.0, rtol=1e-12)
     exact = {"left": 1e-1, "right": 1e-1, "midpoint": 1e-2, "trapezoid": 1e-2,
-             "gauss_legendre": 1e-12}[schedule]
+             "gauss_legendre": 1e-12, "graded": 1e-2}[schedule]
     assert abs(np.sum(weights * nodes**2) - 1 / 3) < exact
 
 

@@ -19,7 +19,7 @@ from tfsal.methods._base import (
 )
 
 BASELINES = ("black", "white", "noise", "blur")
-SCHEDULES = ("left", "right", "midpoint", "trapezoid", "gauss_legendre")
+SCHEDULES = ("left", "right", "midpoint", "trapezoid", "gauss_legendre", "graded")
 
 
 def path_schedule(schedule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +28,14 @@ def path_schedule(schedule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     "left"/"right"/"midpoint" are Riemann sums (the RectGrad authors used "right");
     "trapezoid" puts half weight on both ends; "gauss_legendre" is exact for polynomials of
     degree 2·steps − 1 along the path and the most accurate for smooth networks.
+
+    "graded" is the midpoint rule after the substitution α = u²: nodes ((k + ½)/steps)², weights
+    (2k + 1)/steps², so the nodes are denser near the baseline. For ReLU / max-pool networks
+    the integrand (the path derivative of the score) is piecewise constant and rough, and its
+    jumps — units crossing zero at α* = −bias / (w · (x − b)) — are densest near α = 0: their
+    squared-variation density falls roughly like 1/α. A midpoint rule's error there is
+    minimised by a node density ∝ √(variation density) ∝ α^(−1/2), which α = u² gives. On the
+    embedded model it lowers the completeness error by 20–35 % at any step count (BENCHMARKS.md).
     """
     steps = positive_int(steps, "steps", maximum=10_000)
     k = np.arange(steps, dtype=np.float64)
@@ -48,6 +56,9 @@ def path_schedule(schedule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
 
         nodes, weights = roots_legendre(steps)
         return (nodes + 1) / 2, weights / 2
+    if schedule == "graded":
+        u = (k + 0.5) / steps
+        return u**2, 2 * u / steps
     raise TfsalError(f"expected schedule in {SCHEDULES}, received {schedule!r}")
 
 
