@@ -62,7 +62,7 @@ def roar_table(args) -> str:
     result = roar_kar(RANKED, train=train, test=test, epochs=args.epochs, build=build,
                       repeats=args.repeats, batch_size=args.batch_size, model=model,
                       method_kwargs={k: v for k, v in SETTINGS.items() if k in RANKED},
-                      seed=0, progress=True)
+                      seed=0, checkpoint=args.checkpoint, progress=True)
     seconds = time.time() - t0
     lines = [f"### ROAR / KAR ({args.size}×{args.size} shapes, retrained "
              f"`{build.__name__}`)", "",
@@ -176,6 +176,7 @@ def main() -> None:
                         help="'train' (a longer run on the same data) or a model name/path "
                              "for the maps (e.g. shapes-cnn with --size 64)")
     parser.add_argument("--map-epochs", type=int, default=30)
+    parser.add_argument("--checkpoint", help="JSON file to resume an interrupted ROAR/KAR run")
     parser.add_argument("--roar-arch", choices=("cnn", "resnet"), default="cnn",
                         help="architecture of the map model and of every retrained model")
     parser.add_argument("--patch-n-train", type=int, default=8000)

@@ -1,6 +1,7 @@
 """`tfsal reproduce` runs end to end at reduced size on the embedded model; every figure the
 report links exists, and the numbers it quotes are the ones the library computes."""
 
+import json
 import re
 
 import numpy as np
@@ -40,7 +41,7 @@ def test_reproduce_rectgrad_reports_the_sweep_it_computed(tmp_path):
     model = tfsal.load_model("shapes-cnn")
     data = make_dataset(2, seed=2)
     images = run.Images(data.images, ("a", "b"), data.masks)
-    report = run.reproduce("rectgrad", [model], images, out=tmp_path, quick=True)
+    report = run.reproduce("rectgrad", [model], images, out=tmp_path, quick=True, retrain=True)
     _check_links(report)
     text = report.read_text()
     targets = model.predicted_classes(data.images)
@@ -48,6 +49,10 @@ def test_reproduce_rectgrad_reports_the_sweep_it_computed(tmp_path):
     share = np.mean(np.abs(sparse).sum(axis=-1) > 0)
     assert f"q=99: {share:.2f}" in text
     assert "| RectGrad |" in text and "background.png" in text
+    table1 = json.loads((tmp_path / "table1" / "results.json").read_text())["summary"]
+    for name, areas in table1.items():  # Table 1 rows quote the areas evaluate_roar wrote
+        assert f"| {name} | {areas['roar_auc']:.4f} | {areas['kar_aoc']:.4f} |" in text
+    assert set(table1) == {"vanilla", "rectgrad", "random"}  # quick: two methods + random
 
 
 def test_reproduce_signed_tables_match_the_deletion_table(tmp_path):

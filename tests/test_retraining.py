@@ -1,6 +1,8 @@
 """Retraining experiments: the training recipe, ROAR/KAR and the random-patch experiment,
 against oracle maps and hand-computed scores."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -141,13 +143,15 @@ def test_roar_kar_rejects_bad_arguments_before_training():
         roar_kar(["vanilla"], train=images, test=data, epochs=1)
 
 
-def test_an_oracle_ranking_drops_roar_accuracy_more_than_random():
+def test_an_oracle_ranking_drops_roar_accuracy_more_than_random(tmp_path):
     train_images, train_labels, train_masks = coloured_squares(128, seed=0)
     test_images, test_labels, test_masks = coloured_squares(64, seed=1)
     oracle = (train_masks.astype(float), test_masks.astype(float))  # object pixels first
-    result = roar_kar({"oracle": oracle}, train=(train_images, train_labels),
-                      test=(test_images, test_labels), fractions=(0.1, 0.9), repeats=1,
-                      epochs=8, learning_rate=2e-2, build=tiny_build, seed=0)
+    checkpoint = tmp_path / "roar.json"
+    kwargs = dict(train=(train_images, train_labels), test=(test_images, test_labels),
+                  fractions=(0.1, 0.9), repeats=1, epochs=8, learning_rate=2e-2,
+                  build=tiny_build, seed=0, checkpoint=checkpoint)
+    result = roar_kar({"oracle": oracle}, **kwargs)
     assert result.methods == ("oracle", "random") and result.mirrored_random
     assert result.roar.shape == result.kar.shape == (2, 2, 1)
     oracle_roar, random_roar = result.roar[0, :, 0], result.roar[1, :, 0]
@@ -159,6 +163,17 @@ def test_an_oracle_ranking_drops_roar_accuracy_more_than_random():
     np.testing.assert_array_equal(result.kar[1, :, 0], random_roar[::-1])
     assert result.roar_auc[1] + result.kar_aoc[1] == pytest.approx(1.0, abs=1e-12)
     assert 0.3 <= result.chance_accuracy <= 0.7
+    # The checkpoint holds every training's accuracy; a rerun reads instead of retraining.
+    stored = json.loads(checkpoint.read_text())
+    assert stored["accuracies"]["oracle/roar/0.1/0"] == result.roar[0, 0, 0]
+    assert len(stored["accuracies"]) == 1 + 4 + 2  # clean, oracle × 2 modes, random ROAR
+    stored["accuracies"]["oracle/kar/0.9/0"] = 0.123
+    checkpoint.write_text(json.dumps(stored))
+    again = roar_kar({"oracle": oracle}, **kwargs)
+    assert again.kar[0, 1, 0] == 0.123
+    np.testing.assert_array_equal(again.roar, result.roar)
+    with pytest.raises(TfsalError, match="checkpoint written with these settings"):
+        roar_kar({"oracle": oracle}, **{**kwargs, "epochs": 7})
 
 
 # ------------------------------------------------------------------------------ random patch

@@ -102,6 +102,9 @@ def _parser() -> argparse.ArgumentParser:
                            help="generated images (default 8)")
     reproduce.add_argument("--quick", action="store_true",
                            help="reduced settings for a fast end-to-end run")
+    reproduce.add_argument("--retrain", action="store_true",
+                           help="rectgrad: also Table 1 (ROAR / KAR), retraining the embedded "
+                                "architecture (long; short with --quick)")
     reproduce.add_argument("--out", type=Path, default=Path("tfsal_reproduce"),
                            help="output folder")
     reproduce.set_defaults(run=_reproduce)
@@ -355,7 +358,7 @@ def _reproduce(args) -> int:
     names = args.model or (list(zoo.available()) if args.paper == "signed" else [DEFAULT_MODEL])
     models = [load_model(name) for name in names]
     report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
-                       quick=args.quick)
+                       quick=args.quick, retrain=args.retrain)
     print(f"wrote {report} and its figures")
     return 0
 

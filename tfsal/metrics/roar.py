@@ -87,7 +87,7 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
              seed: int = 0, build=None, model=None, modes=MODES, include_random: bool = True,
              mirror_random: bool = True, batch_size: int = 32, learning_rate: float = 2e-3,
              augment_flips: bool = True, method_kwargs: dict | None = None,
-             progress: bool = False) -> RoarKar:
+             checkpoint=None, progress: bool = False) -> RoarKar:
     """ROAR and KAR of attribution methods by retraining (see the module docstring).
 
     Args:
@@ -110,6 +110,9 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
         batch_size, learning_rate, augment_flips: the training recipe
             (`tfsal.zoo.train_classifier`).
         method_kwargs: label -> keyword arguments for that method.
+        checkpoint: optional JSON file path recording every finished training's accuracy; a
+            rerun with the same settings and data skips those trainings (long runs survive an
+            interruption; maps are recomputed). A file from other settings is an error.
         progress: progress bars over maps and trainings.
 
     Returns:
@@ -152,17 +155,31 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
         model = as_model(model)
         model.check_size(train_images[:1])
 
+    store = _Checkpoint(checkpoint, dict(
+        methods=[m.label for m in resolved], fractions=fractions.tolist(), repeats=repeats,
+        epochs=epochs, seed=seed, batch_size=batch_size, learning_rate=learning_rate,
+        augment_flips=augment_flips, build=getattr(build, "__name__", str(build)),
+        map_model=None if model is None else model.name,
+        method_kwargs={m.label: {k: v for k, v in m.kwargs.items()
+                                 if isinstance(v, (int, float, str, bool))} for m in resolved},
+        data=_fingerprint(train_images, train_labels, test_images, test_labels,
+                          *(np.asarray(a, np.float64) for m in resolved for a in m.maps or ()))))
+
     def fit(images, r):
         return train_classifier(images, train_labels, seed=seed + r, **recipe)
 
     # 0 % removed: the recipe on clean data; the first run doubles as the map model if needed.
-    clean_models = [fit(train_images, r) for r in
-                    progress_bar(range(repeats), progress, "ROAR/KAR clean models")]
-    clean_accuracy = np.array([accuracy(m, test_images, test_labels) for m in clean_models])
-    if model is None:
-        model = Model(clean_models[0], preprocess="tf")
+    clean_accuracy = np.empty(repeats)
+    for r in progress_bar(range(repeats), progress, "ROAR/KAR clean models"):
+        key = f"clean/{r}"
+        if key in store and not (r == 0 and model is None):
+            clean_accuracy[r] = store[key]
+            continue
+        trained = fit(train_images, r)
+        clean_accuracy[r] = store.save(key, accuracy(trained, test_images, test_labels))
+        if r == 0 and model is None:
+            model = Model(trained, preprocess="tf")
     model_accuracy = float(np.mean(model.predicted_classes(test_images) == test_labels))
-    del clean_models
     fill = train_images.reshape(-1, 3).mean(axis=0).astype(np.float32)
     size = train_images.shape[1:3]
 
@@ -194,12 +211,16 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
             for mode in modes for j in range(len(fractions))
             if not (mirror and mode == "kar" and m.label == random_label)]
     for i, j, mode, r in progress_bar(jobs, progress, "ROAR/KAR retraining"):
+        key = f"{resolved[i].label}/{mode}/{fractions[j]:.6g}/{r}"
+        if key in store:
+            results[mode][i, j, r] = store[key]
+            continue
         train_rank, test_rank = ranks[resolved[i].label]
         keep = mode == "kar"
         trained = fit(occlude(train_images, train_rank, fractions[j], keep=keep, fill=fill), r)
-        results[mode][i, j, r] = accuracy(
+        results[mode][i, j, r] = store.save(key, accuracy(
             trained, occlude(test_images, test_rank, fractions[j], keep=keep, fill=fill),
-            test_labels)
+            test_labels))
     if mirror:
         i = [m.label for m in resolved].index(random_label)
         results["kar"][i] = results["roar"][i, ::-1]
@@ -227,6 +248,56 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
 
 
 # ------------------------------------------------------------------------------ pieces
+class _Checkpoint:
+    """Accuracies of finished trainings in a JSON file (a no-op without a path)."""
+
+    def __init__(self, path, settings: dict):
+        import json
+        from pathlib import Path
+
+        self.path = None if path is None else Path(path)
+        self.settings = json.loads(json.dumps(settings))  # as it reads back
+        self.values: dict = {}
+        if self.path is not None and self.path.exists():
+            try:
+                stored = json.loads(self.path.read_text())
+            except (OSError, ValueError) as exc:
+                raise TfsalError(f"expected a readable ROAR/KAR checkpoint, received "
+                                 f"{self.path} ({exc})") from None
+            if stored.get("settings") != self.settings:
+                raise TfsalError(f"expected a checkpoint written with these settings and "
+                                 f"data, received {self.path} from other ones (delete it or "
+                                 f"choose another path)")
+            self.values = dict(stored.get("accuracies", {}))
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def __getitem__(self, key: str) -> float:
+        return float(self.values[key])
+
+    def save(self, key: str, value: float) -> float:
+        import json
+        import os
+
+        self.values[key] = float(value)
+        if self.path is not None:  # write-then-rename: an interruption leaves a whole file
+            partial = self.path.with_name(self.path.name + ".partial")
+            partial.write_text(json.dumps({"settings": self.settings,
+                                           "accuracies": self.values}, indent=1))
+            os.replace(partial, self.path)
+        return float(value)
+
+
+def _fingerprint(*arrays) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()[:16]
+
+
 def rank_pixels(maps, *, seed=0) -> np.ndarray:
     """(N, H, W) int rank of every pixel in its image: 0 = the largest map value.
 

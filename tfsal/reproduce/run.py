@@ -32,6 +32,11 @@ COMPARISON = {
     "RectGrad": ("rectgrad", {}),
     "RectGrad PRR": ("rectgrad", {"prr": True}),
 }
+# RectGrad paper, Table 1 (CIFAR-10): method -> (ROAR AUC, KAR AOC), lower = better
+TABLE1 = {"random": (0.5562, 0.4438), "rectgrad": (0.5385, 0.3382),
+          "vanilla": (0.5568, 0.4455), "guided_backprop": (0.5504, 0.4270),
+          "smoothgrad": (0.5536, 0.4444), "gradient_x_input": (0.5408, 0.4176),
+          "integrated_gradients": (0.5428, 0.4185), "deeplift": (0.5519, 0.3928)}
 SWEEP = (0, 20, 40, 60, 80, 90, 95, 98, 99)
 QUICK_SWEEP = (0, 80, 99)
 
@@ -45,7 +50,8 @@ class Images:
     masks: np.ndarray | None = None
 
 
-def reproduce(paper: str, models, images: Images, *, out, quick: bool = False) -> Path:
+def reproduce(paper: str, models, images: Images, *, out, quick: bool = False,
+              retrain: bool = False) -> Path:
     """Write `paper`'s figures and tables for `models` on `images` into `out`; return report.md.
 
     Args:
@@ -55,6 +61,8 @@ def reproduce(paper: str, models, images: Images, *, out, quick: bool = False) -
         images: an `Images`.
         out: output folder.
         quick: reduced settings (fewer steps, samples and images) for a fast end-to-end run.
+        retrain: rectgrad only: also Table 1 (ROAR / KAR), retraining the embedded architecture
+            on generated data (tens of minutes at full size; seconds with `quick`).
 
     Raises:
         TfsalError: for an unknown paper or no model.
@@ -65,8 +73,10 @@ def reproduce(paper: str, models, images: Images, *, out, quick: bool = False) -
         raise TfsalError("expected at least one model, received none")
     models = [as_model(m) for m in models]
     out = Path(out)
-    sections = {"nonlinear": _nonlinear, "rectgrad": _rectgrad, "signed": _signed}[paper](
-        models, images, out, quick)
+    runner = {"nonlinear": _nonlinear, "rectgrad": _rectgrad, "signed": _signed}[paper]
+    sections = runner(models, images, out, quick)
+    if retrain and paper == "rectgrad":
+        sections += _table1(models[0], out, quick)
     lines = [f"# Reproduction: {TITLES[paper]}", "",
              f"Models: {', '.join(m.name for m in models)}; {len(images.images)} images "
              f"({'reduced settings' if quick else 'full settings'}).", "", *sections]
@@ -77,8 +87,7 @@ def reproduce(paper: str, models, images: Images, *, out, quick: bool = False) -
 
 
 TITLES = {"nonlinear": "Nonlinear saliency maps (Figures 1-4)",
-          "rectgrad": "Rectified Gradient (Figures 4-8, Table 1 needs retraining: "
-                      "`tfsal evaluate roar`)",
+          "rectgrad": "Rectified Gradient (Figures 4-8; Table 1 with --retrain)",
           "signed": "Signed saliency maps (Tables 2-3, deletion curves)"}
 
 
@@ -256,6 +265,28 @@ def _noise_level(comparison, images, out) -> list[str]:
     lines += ["", "Paper: RectGrad puts the least attribution on the background and has the "
               "lowest total variation.", ""]
     return lines
+
+
+def _table1(model, out, quick) -> list[str]:
+    """Table 1: ROAR / KAR of the paper's methods, retraining the embedded architecture."""
+    from tfsal.evaluation import evaluate_roar
+
+    sizes = (dict(n_train=48, n_test=16, epochs=1, repeats=1) if quick else
+             dict(n_train=4000, n_test=1000, epochs=8, repeats=3))
+    methods = ["vanilla", "rectgrad"] if quick else [m for m in TABLE1 if m != "random"]
+    result = evaluate_roar(model, methods, out=out / "table1", **sizes)
+    lines = ["## Table 1: ROAR / KAR (lower = better)", "",
+             f"Retrained on {sizes['n_train']} generated images, {sizes['epochs']} epochs, "
+             f"{sizes['repeats']} repeat(s); accuracies in `table1/results.csv`.", "",
+             "![](table1/roar.png) ![](table1/kar.png)", "",
+             "| method | ROAR AUC | KAR AOC | paper ROAR AUC | paper KAR AOC |",
+             "|---|---|---|---|---|"]
+    for name, areas in result.summary.items():
+        paper = TABLE1.get(name, (float("nan"),) * 2)
+        lines.append(f"| {name} | {areas['roar_auc']:.4f} | {areas['kar_aoc']:.4f} | "
+                     f"{paper[0]:.4f} | {paper[1]:.4f} |")
+    return lines + ["", "Paper: RectGrad has the lowest KAR AOC and among the lowest ROAR AUC.",
+                    ""]
 
 
 def _nonzero(maps) -> float:
