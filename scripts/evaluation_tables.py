@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,9 +50,17 @@ def roar_table(args) -> str:
     t0 = time.time()
     build = {"cnn": build_shapes_cnn, "resnet": build_shapes_resnet}[args.roar_arch]
     if args.roar_model == "train":  # the original model: same data, a longer run
-        keras_model = train_classifier(train.images, train.labels, build=build,
-                                       epochs=args.map_epochs, batch_size=args.batch_size,
-                                       seed=100, progress=True)
+        saved = (Path(args.checkpoint).with_suffix(".map.weights.h5") if args.checkpoint
+                 else None)
+        if saved is not None and saved.exists():  # resuming: the same model, not retrained
+            keras_model = build(num_classes=len(CLASS_NAMES), input_size=args.size)
+            keras_model.load_weights(saved)
+        else:
+            keras_model = train_classifier(train.images, train.labels, build=build,
+                                           epochs=args.map_epochs, num_classes=len(CLASS_NAMES),
+                                           batch_size=args.batch_size, seed=100, progress=True)
+            if saved is not None:
+                keras_model.save_weights(saved)
         model = tfsal.Model(keras_model, preprocess="tf", class_names=CLASS_NAMES,
                             name=f"{build.__name__}_{args.size}px")
         about = (f"`{build.__name__}({args.size})` trained on the same images for "

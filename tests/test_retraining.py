@@ -169,6 +169,7 @@ def test_an_oracle_ranking_drops_roar_accuracy_more_than_random(tmp_path):
     assert len(stored["accuracies"]) == 1 + 4 + 2  # clean, oracle × 2 modes, random ROAR
     stored["accuracies"]["oracle/kar/0.9/0"] = 0.123
     checkpoint.write_text(json.dumps(stored))
+    assert len(list(tmp_path.glob("roar.*.ranks.npz"))) == 1  # the maps' ranks, reused too
     again = roar_kar({"oracle": oracle}, **kwargs)
     assert again.kar[0, 1, 0] == 0.123
     np.testing.assert_array_equal(again.roar, result.roar)

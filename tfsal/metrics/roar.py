@@ -35,7 +35,11 @@ property; the end points are tfsal's choice, the paper does not give them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -110,9 +114,10 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
         batch_size, learning_rate, augment_flips: the training recipe
             (`tfsal.zoo.train_classifier`).
         method_kwargs: label -> keyword arguments for that method.
-        checkpoint: optional JSON file path recording every finished training's accuracy; a
-            rerun with the same settings and data skips those trainings (long runs survive an
-            interruption; maps are recomputed). A file from other settings is an error.
+        checkpoint: optional JSON file path recording every finished training's accuracy
+            (and, next to it, the pixel ranks of every method's maps); a rerun with the same
+            settings and data skips what is recorded, so long runs survive an interruption.
+            A file from other settings is an error.
         progress: progress bars over maps and trainings.
 
     Returns:
@@ -183,8 +188,10 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
     fill = train_images.reshape(-1, 3).mean(axis=0).astype(np.float32)
     size = train_images.shape[1:3]
 
-    ranks = {}
+    ranks = store.ranks()
     for k, method in enumerate(progress_bar(resolved, progress, "ROAR/KAR maps")):
+        if method.label in ranks:
+            continue
         rngs = [np.random.default_rng([seed, k, part]) for part in (0, 1)]
         if method.maps is not None:
             maps = [pixel_maps(m, size) for m in method.maps]
@@ -200,6 +207,7 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
                 method.function, model, images, method.kwargs)), size)
                 for images in (train_images, test_images)]
         ranks[method.label] = [rank_pixels(m, seed=rng) for m, rng in zip(maps, rngs)]
+        store.save_ranks(ranks)
 
     shape = (len(resolved), len(fractions), repeats)
     results = {mode: np.full(shape, np.nan) for mode in MODES}
@@ -252,9 +260,6 @@ class _Checkpoint:
     """Accuracies of finished trainings in a JSON file (a no-op without a path)."""
 
     def __init__(self, path, settings: dict):
-        import json
-        from pathlib import Path
-
         self.path = None if path is None else Path(path)
         self.settings = json.loads(json.dumps(settings))  # as it reads back
         self.values: dict = {}
@@ -270,6 +275,28 @@ class _Checkpoint:
                                  f"choose another path)")
             self.values = dict(stored.get("accuracies", {}))
 
+    def _ranks_path(self):
+        tag = hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()
+        return self.path.with_name(f"{self.path.stem}.{tag[:12]}.ranks.npz")
+
+    def ranks(self) -> dict:
+        """label -> [train ranks, test ranks] recorded for these settings (or {})."""
+        if self.path is None or not self._ranks_path().exists():
+            return {}
+        with np.load(self._ranks_path()) as stored:
+            labels = {key.rsplit("/", 1)[0] for key in stored.files}
+            return {label: [stored[f"{label}/train"].astype(np.int64),
+                            stored[f"{label}/test"].astype(np.int64)] for label in labels}
+
+    def save_ranks(self, ranks: dict) -> None:
+        if self.path is None:
+            return
+        arrays = {f"{label}/{part}": r.astype(np.int32)
+                  for label, pair in ranks.items() for part, r in zip(("train", "test"), pair)}
+        partial = self.path.with_name(self.path.name + ".ranks.partial.npz")
+        np.savez(partial, **arrays)
+        os.replace(partial, self._ranks_path())
+
     def __contains__(self, key: str) -> bool:
         return key in self.values
 
@@ -277,9 +304,6 @@ class _Checkpoint:
         return float(self.values[key])
 
     def save(self, key: str, value: float) -> float:
-        import json
-        import os
-
         self.values[key] = float(value)
         if self.path is not None:  # write-then-rename: an interruption leaves a whole file
             partial = self.path.with_name(self.path.name + ".partial")
@@ -290,8 +314,6 @@ class _Checkpoint:
 
 
 def _fingerprint(*arrays) -> str:
-    import hashlib
-
     digest = hashlib.sha256()
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
