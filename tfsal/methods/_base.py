@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -75,25 +76,35 @@ def sum_over_points(
 
     The (image, point) pairs are enumerated point-major (p = j·N + i) and cut into chunks of
     `model.batch_size`, so batches stay full whatever N is, and memory does not grow with the
-    number of points.
+    number of points. The next chunk's points (e.g. SmoothGrad's noise draws) are made in a
+    worker thread while the model works on the current one: TensorFlow releases the GIL.
 
     Returns:
         the weighted sum (N, H, W, C); with `squares`, also the weighted sum of squares.
     """
+    n_pairs = n_images * n_points
+    chunks = [np.arange(start, min(start + model.batch_size, n_pairs))
+              for start in range(0, n_pairs, model.batch_size)]
     total = squared = None
-    for start in range(0, n_images * n_points, model.batch_size):
-        p = np.arange(start, min(start + model.batch_size, n_images * n_points))
-        i, j = p % n_images, p // n_images
-        attr = attribute(point_images(i, j), targets[i])
-        if total is None:
-            total = np.zeros((n_images,) + attr.shape[1:], np.float64)
-            squared = np.zeros_like(total) if squares else None
-        w = weights[j].reshape((-1,) + (1,) * (attr.ndim - 1))
-        # Within one chunk an image index repeats only across points; add one point at a time
-        # so fancy-index addition never sees duplicates.
-        for jj in np.unique(j):
-            rows = j == jj
-            total[i[rows]] += w[rows] * attr[rows]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        def make(p):
+            return pool.submit(point_images, p % n_images, p // n_images)
+
+        upcoming = make(chunks[0])
+        for k, p in enumerate(chunks):
+            batch = upcoming.result()
+            if k + 1 < len(chunks):
+                upcoming = make(chunks[k + 1])
+            i, j = p % n_images, p // n_images
+            attr = np.asarray(attribute(batch, targets[i]))
+            if total is None:
+                total = np.zeros((n_images,) + attr.shape[1:], np.float64)
+                squared = np.zeros_like(total) if squares else None
+            # one matrix product adds every row to its image with its point's weight
+            mixing = np.zeros((n_images, len(p)))
+            mixing[i, np.arange(len(p))] = weights[j]
+            rows = attr.reshape(len(p), -1).astype(np.float64)
+            total += (mixing @ rows).reshape(total.shape)
             if squares:
-                squared[i[rows]] += w[rows] * attr[rows] ** 2
+                squared += (mixing @ rows**2).reshape(total.shape)
     return (total, squared) if squares else total
