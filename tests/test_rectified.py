@@ -338,27 +338,38 @@ def test_threshold_sweep_rows(images):
     assert "| 98 |" in sweep_table(rows, 0.25)
 
 
-@pytest.mark.parametrize("shape", [(2, 70000), (3, 64, 64, 20)])
-def test_radix_select_percentile_on_large_layers_is_numpys_nearest(shape):
+@pytest.mark.parametrize("how", ["top_k", "numpy", "radix"])
+@pytest.mark.parametrize("shape", [(2, 70000), (3, 64, 64, 20), (2, 5, 7)])
+def test_every_selection_algorithm_gives_numpys_nearest_percentile(shape, how):
+    from tfsal.selection import percentile_rank, select
+
     rng = np.random.default_rng(2)
     values = (rng.normal(size=shape) * (rng.random(shape) > 0.5)).astype(np.float32)
     values[0] = np.round(values[0] * 4) / 4  # many ties
     values[-1] *= -1e-30  # tiny magnitudes, signs flipped
+    flat = values.reshape(len(values), -1)
+    n = flat.shape[1]
     for q in (0, 0.01, 20, 50, 98, 99.99, 100):
-        got = per_sample_percentile(tf.constant(values), q).numpy().ravel()
-        want = np.percentile(values.reshape(len(values), -1), q, axis=1, method="nearest")
+        index = percentile_rank(n, q)
+        got = tf.function(lambda f, i=index: select(f, i, how))(tf.constant(flat)).numpy()
+        want = np.percentile(flat, q, axis=1, method="nearest")
         np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(
+            per_sample_percentile(tf.constant(values), q).numpy().ravel(), want)
 
 
 def test_rectify_on_a_large_layer_matches_numpy():
-    """Layers of ≥ 4096 values take the compiled radix path."""
-    from tfsal.overrides import rectify
+    """q = 20 takes NumPy's selection here (radix with a GPU), q = 98 a partial sort."""
+    from tfsal.overrides import _rectify_compiled, rectify
 
     rng = np.random.default_rng(5)
-    a = np.maximum(rng.normal(size=(2, 24, 24, 16)), 0).astype(np.float32)
+    a = np.maximum(rng.normal(size=(2, 40, 40, 16)), 0).astype(np.float32)
     r = rng.normal(size=a.shape).astype(np.float32)
     for q in (20, 98):
         tau = np.percentile((a * r).reshape(2, -1), q, axis=1, method="nearest")
         want = np.where(a * r > tau[:, None, None, None], r, 0)
         got = tf.function(lambda g, x, q=q: rectify(g, x, q))(tf.constant(r), tf.constant(a))
+        np.testing.assert_array_equal(got.numpy(), want)
+        # the accelerator path: the radix select inside one XLA cluster
+        got = _rectify_compiled(tf.constant(r), tf.constant(a), float(q), "radix")
         np.testing.assert_array_equal(got.numpy(), want)

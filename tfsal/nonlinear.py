@@ -32,6 +32,7 @@ from tfsal.images import check_images, float_array
 from tfsal.methods._base import positive_int
 from tfsal.model import as_model
 from tfsal.progress import progress_bar
+from tfsal.selection import select
 from tfsal.targets import resolve_targets
 
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.95)
@@ -137,19 +138,12 @@ def _below_level(norm, level):
     flat = tf.reshape(tf.cast(norm, tf.float32), (shape[0], -1))
     n = tf.shape(flat)[1]
     count = tf.cast(tf.round(tf.cast(level, tf.float64) * tf.cast(n, tf.float64)), tf.int32)
-    threshold = tf.numpy_function(_kth_smallest, [flat, tf.maximum(count, 1)], tf.float32,
-                                  stateful=False)
-    threshold = tf.reshape(threshold, (-1, 1))
+    threshold = select(flat, tf.maximum(count, 1) - 1, "numpy")[:, None]
     less = flat < threshold
     tied = tf.equal(flat, threshold)
     wanted_ties = count - tf.reduce_sum(tf.cast(less, tf.int32), axis=1, keepdims=True)
     below = less | (tied & (tf.cumsum(tf.cast(tied, tf.int32), axis=1) <= wanted_ties))
     return tf.reshape(below & (count > 0), shape)[..., None]
-
-
-def _kth_smallest(rows: np.ndarray, k) -> np.ndarray:
-    """(N, 1): the k-th smallest value of each row (k ≥ 1)."""
-    return np.partition(rows, k - 1, axis=1)[:, k - 1:k]
 
 
 def advance(images, sensitivity, level, filters, step_size, background):

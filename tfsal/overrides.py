@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tfsal.errors import TfsalError
 from tfsal.graph import linear_copy
+from tfsal.selection import best_selection, percentile_rank, select
 
 # Activation types overridden by the RectGrad reference (one TensorFlow op each).
 OVERRIDDEN = ("relu", "relu6", "elu", "selu", "sigmoid", "tanh", "softplus", "leaky_relu")
@@ -122,91 +123,44 @@ class Epsilon(Rule):
 
 
 # ------------------------------------------------------------------------------- primitives
-def per_sample_percentile(values, q: float):
+def per_sample_percentile(values, q: float, how: str | None = None):
     """The q-th percentile of each sample's values, "nearest" interpolation (NumPy's).
 
-    `q` is a number, or a scalar tensor (then a full sort: meant for small maps, such as the
-    per-pixel norms of the nonlinear saliency loop).
-
-    The value at rank round-half-even((n − 1) · q / 100) of each sample's ascending order:
-    an exact radix select for layers of `_RADIX_MIN` values or more, a partial sort (`top_k`
-    from whichever end is closer) below.
+    The value at rank round-half-even((n − 1) · q / 100) of each sample's ascending order,
+    found by `how` (see `selection.select`; default `selection.best_selection`): every
+    algorithm is exact.
 
     Returns:
         a tensor broadcastable against `values`: (N, 1, ..., 1).
     """
     n = int(np.prod(values.shape[1:]))
-    flat = tf.reshape(values, (-1, n))
-    if tf.is_tensor(q):  # a level that changes inside a compiled loop: sort and pick
-        index = tf.cast(tf.round(tf.cast(n - 1, tf.float64) * tf.cast(q, tf.float64) / 100.0),
-                        tf.int32)  # tf.round: half to even, like np.round
-        tau = tf.gather(tf.sort(flat, axis=1), index, axis=1)
-        return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
-    index = int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
-    if n >= _RADIX_MIN:
-        tau = _radix_select(flat, index)
-    elif index >= n // 2:
-        tau = tf.math.top_k(flat, k=n - index, sorted=True).values[:, -1]
-    else:
-        tau = -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
+    index = percentile_rank(n, q)
+    tau = select(tf.reshape(values, (-1, n)), index, how or best_selection(n, index))
     return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
 
 
 def rectify(grad, activation, q: float):
     """RectGrad's rule R · 1[a · R > τ] with τ the per-sample q-th percentile of a · R.
 
-    Layers of `_RADIX_MIN` values or more run as one XLA cluster: XLA fuses the elementwise
-    work around the radix select's two counting passes, which makes the rule 2.8 times faster
-    than op by op on CPU (3.7 ms against 10 ms for 800 k values). The compiled function is
-    shared, so each distinct layer shape (and q) is compiled once per process.
+    With the radix select (large layers on an accelerator) the rule runs as one XLA cluster:
+    XLA fuses the elementwise work around the select's two counting passes, 2.8 times faster
+    than op by op. The compiled function is shared, so each distinct layer shape (and q) is
+    compiled once per process.
     """
-    if int(np.prod(grad.shape[1:])) >= _RADIX_MIN:
-        return _rectify_compiled(grad, activation, float(q))
-    return _rectify(grad, activation, q)
+    n = int(np.prod(grad.shape[1:]))
+    how = best_selection(n, percentile_rank(n, q))
+    if how == "radix":
+        return _rectify_compiled(grad, activation, float(q), how)
+    return _rectify(grad, activation, q, how)
 
 
-def _rectify(grad, activation, q):
+def _rectify(grad, activation, q, how):
     importance = activation * grad
-    tau = per_sample_percentile(importance, q)
+    tau = per_sample_percentile(importance, q, how)
     return tf.where(importance > tau, grad, tf.zeros_like(grad))
 
 
 _rectify_compiled = tf.function(_rectify, jit_compile=True, autograph=False)
-_RADIX_MIN = 1 << 12  # smaller layers: top_k is cheaper than 65 536 histogram bins
-_BINS = 1 << 16
-_SIGN = -(2**31)  # int32 with only the sign bit set
-
-
-def _radix_select(flat, index: int):
-    """Exact value at ascending rank `index` of each row of `flat` (N, n) float32.
-
-    Floats become unsigned keys in the same order (flip every bit of negative floats, only the
-    sign bit of the others). Pass 1 counts each row's keys by their high 16 bits and finds the
-    bucket holding rank `index`; pass 2 counts that bucket's keys by their low 16 bits.
-    """
-    bits = tf.bitcast(flat, tf.int32)
-    keys = tf.bitwise.bitwise_xor(bits, tf.bitwise.right_shift(bits, 31) | _SIGN)
-    high = tf.bitcast(tf.bitwise.right_shift(tf.bitcast(keys, tf.uint32), 16), tf.int32)
-    bucket, rank = _bucket_of_rank(high, tf.fill(tf.shape(flat)[:1], index), _BINS)
-    low = tf.bitwise.bitwise_and(keys, _BINS - 1)
-    low = tf.where(tf.equal(high, bucket[:, None]), low, _BINS)  # other buckets: an extra bin
-    position, _ = _bucket_of_rank(low, rank, _BINS + 1)
-    key = tf.bitwise.left_shift(bucket, 16) | position
-    # back to float bits: keys with the top bit set came from non-negative floats
-    bits = tf.bitwise.bitwise_xor(key, tf.where(key < 0, _SIGN, -1))
-    return tf.bitcast(bits, tf.float32)
-
-
-def _bucket_of_rank(bins, rank, n_bins: int):
-    """Per row: the bin holding the element of ascending rank `rank`, and its rank inside."""
-    counts = tf.raw_ops.DenseBincount(input=bins, size=tf.constant(n_bins, tf.int32),
-                                      weights=tf.constant([], tf.int32), binary_output=False)
-    below_and_in = tf.cumsum(counts, axis=1)
-    bucket = tf.argmax(tf.cast(below_and_in > rank[:, None], tf.int32), axis=1,
-                       output_type=tf.int32)
-    below = tf.gather(below_and_in, bucket, batch_dims=1) - tf.gather(counts, bucket,
-                                                                      batch_dims=1)
-    return bucket, rank - below
 
 
 def _border_mask(tensor):
@@ -363,7 +317,6 @@ class Overrider:
                 f"expected a model with activations a backward rule can reach ({kinds} as "
                 "Activation layers, fused activation= arguments or ReLU/ELU/LeakyReLU layers); "
                 "found none, so the rule would silently return the plain gradient")
-
 
 
 def activation_layers(runner) -> list[str]:

@@ -1,0 +1,89 @@
+"""Exact per-row order statistics: the value at a given ascending rank of each row.
+
+Shared by RectGrad's layer-wise percentile thresholds and the nonlinear saliency loop's level
+selection. Three exact algorithms, each fastest somewhere (`best_selection`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+
+def select(flat, index, how: str):
+    """(N,) the value at ascending rank `index` (0-based) of each row of `flat` (N, n).
+
+    how: "top_k" (a partial sort from the nearer end), "numpy" (NumPy's introselect on the
+    host) or "radix" (`_radix_select`, two counting passes, on the device).
+    """
+    if how == "numpy":  # `index` may be a scalar tensor here
+        tau = tf.numpy_function(_introselect, [flat, index], flat.dtype, stateful=False)
+        return tf.reshape(tau, (-1,))
+    n = int(flat.shape[1])
+    if how == "radix":
+        return _radix_select(flat, index)
+    if index >= n // 2:
+        return tf.math.top_k(flat, k=n - index, sorted=True).values[:, -1]
+    return -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
+
+
+def percentile_rank(n: int, q: float) -> int:
+    """The ascending rank of NumPy's "nearest" q-th percentile among n values."""
+    return int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
+
+
+def best_selection(n: int, index: int) -> str:
+    """The fastest exact way to find rank `index` in rows of n values, measured on 2 CPU cores.
+
+    A partial sort (`top_k`) keeps min(index + 1, n − index) values: cheapest when that is a
+    small share of a layer that is not too large (RectGrad's q = 98 on the embedded model:
+    1.4 times a plain gradient, against 2.0 with NumPy, whose host round trip costs about
+    1 ms a layer inside a gradient). Otherwise on the CPU NumPy's introselect (65 k values at
+    q = 50: 1.2 ms against 11 ms for `top_k`; 800 k at q = 98: 3.6 ms, 21 ms, and 8.9 ms for
+    the radix select); with an accelerator the radix select, which stays on the device.
+    """
+    kept = min(index + 1, n - index)
+    if (n < _TOP_K_MAX and kept * 16 <= n) or n < 1 << 10:
+        return "top_k"
+    return "radix" if tf.config.list_logical_devices("GPU") else "numpy"
+
+
+_TOP_K_MAX = 1 << 17  # larger layers: a selection beats even a short partial sort
+_BINS = 1 << 16
+_SIGN = -(2**31)  # int32 with only the sign bit set
+
+
+def _radix_select(flat, index: int):
+    """Exact value at ascending rank `index` of each row of `flat` (N, n) float32 (int index).
+
+    Floats become unsigned keys in the same order (flip every bit of negative floats, only the
+    sign bit of the others). Pass 1 counts each row's keys by their high 16 bits and finds the
+    bucket holding rank `index`; pass 2 counts that bucket's keys by their low 16 bits.
+    """
+    bits = tf.bitcast(flat, tf.int32)
+    keys = tf.bitwise.bitwise_xor(bits, tf.bitwise.right_shift(bits, 31) | _SIGN)
+    high = tf.bitcast(tf.bitwise.right_shift(tf.bitcast(keys, tf.uint32), 16), tf.int32)
+    bucket, rank = _bucket_of_rank(high, tf.fill(tf.shape(flat)[:1], index), _BINS)
+    low = tf.bitwise.bitwise_and(keys, _BINS - 1)
+    low = tf.where(tf.equal(high, bucket[:, None]), low, _BINS)  # other buckets: an extra bin
+    position, _ = _bucket_of_rank(low, rank, _BINS + 1)
+    key = tf.bitwise.left_shift(bucket, 16) | position
+    # back to float bits: keys with the top bit set came from non-negative floats
+    bits = tf.bitwise.bitwise_xor(key, tf.where(key < 0, _SIGN, -1))
+    return tf.bitcast(bits, tf.float32)
+
+
+def _bucket_of_rank(bins, rank, n_bins: int):
+    """Per row: the bin holding the element of ascending rank `rank`, and its rank inside."""
+    counts = tf.raw_ops.DenseBincount(input=bins, size=tf.constant(n_bins, tf.int32),
+                                      weights=tf.constant([], tf.int32), binary_output=False)
+    below_and_in = tf.cumsum(counts, axis=1)
+    bucket = tf.argmax(tf.cast(below_and_in > rank[:, None], tf.int32), axis=1,
+                       output_type=tf.int32)
+    below = tf.gather(below_and_in, bucket, batch_dims=1) - tf.gather(counts, bucket,
+                                                                      batch_dims=1)
+    return bucket, rank - below
+
+
+def _introselect(rows: np.ndarray, index) -> np.ndarray:
+    return np.partition(rows, index, axis=1)[:, index]
