@@ -37,6 +37,17 @@ def floor_fn(user, preprocess: Callable = lambda x: x, size: tuple[int, int] | N
     return lambda images: floor(tf.constant(images)).numpy()
 
 
+def forward_fn(user, size: tuple[int, int] | None = None):
+    """The compiled forward pass alone: what Grad-CAM cannot do without."""
+    h, w = size or tuple(user.input_shape[1:3])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    def forward(x):
+        return user(x)
+
+    return lambda images: forward(tf.constant(images)).numpy()
+
+
 def timed(fn, iterations: int = 1) -> float:
     """Seconds per call, averaged over `iterations` back-to-back calls."""
     start = time.perf_counter()

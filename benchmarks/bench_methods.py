@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 from _models import PREPROCESS, build, pixel_logits  # noqa: E402,F401  (build: bench_nonlinear)
 from _peers import METHODS, PEERS, Impl, load_peers, short_error  # noqa: E402
 from _timing import floor_fn as _floor_fn  # noqa: E402
-from _timing import interleaved, report, timed  # noqa: E402,F401  (report: other benchmarks)
+from _timing import forward_fn, interleaved, report, timed  # noqa: E402,F401  (report: others)
 
 import tfsal  # noqa: E402
 
@@ -142,6 +142,12 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
     candidates = {("floor", 1): lambda: floor(one)}
     for b in batches:
         candidates[("floor", b)] = lambda b=b: floor(np.repeat(one, b, axis=0))
+    forward = forward_fn(flat)  # bounds Grad-CAM from below
+    candidates[("forward", 1)] = lambda: forward(one)
+    if path:  # SmoothGrad's noise draws alone, made as tfsal makes them
+        candidates[("noise", n_path)] = lambda: [
+            np.random.default_rng([0, j]).standard_normal(one.shape[1:], np.float32)
+            for j in range(n_path)]
     last = {}  # each candidate's latest result: IG's comparison reuses it for the first image
 
     def run(key, impl):
@@ -163,7 +169,7 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
     # The first call with another target class (a retrace shows here), and a new batch size.
     traces = tracing_count(model)
     new_target = {key: timed(lambda impl=libraries[key[0]][key[1]]: impl.call(one, t1))
-                  for key in times if key[0] != "floor" and key[1] not in PATH}
+                  for key in times if key[0] in libraries and key[1] not in PATH}
     tfsal.vanilla_gradient(model, images[:3], targets[:3])
     retraces = tracing_count(model) - traces
 
@@ -177,6 +183,7 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
                              new_target=new_target.get((library, method))))
     known = {key: value for key, value in last.items() if libraries[key[0]][key[1]].raw is None}
     return dict(name=name, f1=f1, batch=batch, best=best, per_image=per_image, rows=rows,
+                forward=times[("forward", 1)], noise=times.get(("noise", n_path)),
                 failures=failures, retraces=retraces, n_path=n_path, peers=peers, path=path,
                 differences=compare(model, libraries, images, targets, n_path, name, known))
 
@@ -256,6 +263,13 @@ def tfsal_section(results: list[dict], repeats: int) -> list[str]:
         for b, seconds in r["per_image"].items():
             lines.append(f"| {name} | floor per image (batch {b}) | {seconds:.4f} | "
                          f"{seconds / r['f1']:.3f} | floor | — | — |")
+        lines.append(f"| {name} | forward pass alone (batch 1; Grad-CAM's lower bound) | "
+                     f"{r['forward']:.4f} | {r['forward'] / r['f1']:.3f} | floor | — | — |")
+        if r["noise"] is not None:
+            base = n * r["per_image"][r["best"]]
+            lines.append(f"| {name} | SmoothGrad's {n} noise draws alone (NumPy) | "
+                         f"{r['noise']:.4f} | {r['noise'] / base:.3f} | {n}× per-image floor | "
+                         "— | — |")
         rows = {row["method"]: row for row in r["rows"] if row["library"] == "tfsal"}
         for method in (m for m in TARGETS if m in rows):
             row, limit = rows[method], TARGETS[method]

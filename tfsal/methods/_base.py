@@ -86,25 +86,31 @@ def sum_over_points(
     chunks = [np.arange(start, min(start + model.batch_size, n_pairs))
               for start in range(0, n_pairs, model.batch_size)]
     total = squared = None
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        def make(p):
-            return pool.submit(point_images, p % n_images, p // n_images)
-
-        upcoming = make(chunks[0])
-        for k, p in enumerate(chunks):
-            batch = upcoming.result()
-            if k + 1 < len(chunks):
-                upcoming = make(chunks[k + 1])
-            i, j = p % n_images, p // n_images
-            attr = np.asarray(attribute(batch, targets[i]))
-            if total is None:
-                total = np.zeros((n_images,) + attr.shape[1:], np.float64)
-                squared = np.zeros_like(total) if squares else None
-            # one matrix product adds every row to its image with its point's weight
-            mixing = np.zeros((n_images, len(p)))
-            mixing[i, np.arange(len(p))] = weights[j]
-            rows = attr.reshape(len(p), -1).astype(np.float64)
-            total += (mixing @ rows).reshape(total.shape)
-            if squares:
-                squared += (mixing @ rows**2).reshape(total.shape)
+    for p, batch in zip(chunks, _made_ahead(point_images, n_images, chunks)):
+        i, j = p % n_images, p // n_images
+        attr = np.asarray(attribute(batch, targets[i]))
+        if total is None:
+            total = np.zeros((n_images,) + attr.shape[1:], np.float64)
+            squared = np.zeros_like(total) if squares else None
+        # one matrix product adds every row to its image with its point's weight
+        mixing = np.zeros((n_images, len(p)))
+        mixing[i, np.arange(len(p))] = weights[j]
+        rows = attr.reshape(len(p), -1).astype(np.float64)
+        total += (mixing @ rows).reshape(total.shape)
+        if squares:
+            squared += (mixing @ rows**2).reshape(total.shape)
     return (total, squared) if squares else total
+
+
+def _made_ahead(point_images, n_images: int, chunks):
+    """Yield each chunk's point images, making the next one in a worker thread meanwhile."""
+    if len(chunks) == 1:  # nothing to overlap with
+        yield point_images(chunks[0] % n_images, chunks[0] // n_images)
+        return
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        upcoming = pool.submit(point_images, chunks[0] % n_images, chunks[0] // n_images)
+        for p in chunks[1:]:
+            ready = upcoming.result()
+            upcoming = pool.submit(point_images, p % n_images, p // n_images)
+            yield ready
+        yield upcoming.result()
