@@ -359,7 +359,7 @@ def test_every_selection_algorithm_gives_numpys_nearest_percentile(shape, how):
 
 
 def test_rectify_on_a_large_layer_matches_numpy():
-    """q = 20 takes NumPy's selection here (radix with a GPU), q = 98 a partial sort."""
+    """q = 20 takes the compiled radix select, q = 98 a partial sort."""
     from tfsal.overrides import _rectify_compiled, rectify
 
     rng = np.random.default_rng(5)
