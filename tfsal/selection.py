@@ -38,10 +38,10 @@ def best_selection(n: int, index: int) -> str:
 
     A partial sort (`top_k`) keeps min(index + 1, n − index) values: cheapest when that is a
     small share of a layer that is not too large (RectGrad's q = 98 on the embedded model:
-    1.35 times a plain gradient, against 2-3 times with the radix select's fixed 65 536-bin
-    passes). Otherwise the radix select, fused with the rule's elementwise work by XLA
-    (`make bench`, ResNet50: RectGrad 1.1-1.2 times a gradient; NumPy's introselect, faster
-    alone, makes it 2.0 times there: 49 host round trips and no fusion).
+    1.35-1.46 times a plain gradient, against 2-3 times with the radix select's fixed
+    65 536-bin passes). Otherwise the radix select, fused with the rule's elementwise work by
+    XLA (`make bench`, ResNet50: RectGrad 1.30 times a gradient; NumPy's introselect, faster
+    alone, made it 1.99 times there: 49 host round trips and no fusion).
     """
     kept = min(index + 1, n - index)
     if (n < _TOP_K_MAX and kept * 16 <= n) or n < 1 << 10:
