@@ -370,6 +370,6 @@ def test_rectify_on_a_large_layer_matches_numpy():
         want = np.where(a * r > tau[:, None, None, None], r, 0)
         got = tf.function(lambda g, x, q=q: rectify(g, x, q))(tf.constant(r), tf.constant(a))
         np.testing.assert_array_equal(got.numpy(), want)
-        # the accelerator path: the radix select inside one XLA cluster
+        # the radix select inside one XLA cluster, whatever q would pick
         got = _rectify_compiled(tf.constant(r), tf.constant(a), float(q), "radix")
         np.testing.assert_array_equal(got.numpy(), want)
