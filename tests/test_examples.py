@@ -46,14 +46,14 @@ def test_keras_model_owner_saves_maps_each_epoch_and_keeps_the_model_trainable(t
 
 @pytest.fixture
 def serving_dir(tmp_path):
-    model = toy_cnn(softmax=False, size=16)
+    model = toy_cnn(softmax=True, size=16)
     model.export(tmp_path / "classifier" / "1", verbose=False)  # TF Serving's layout
     photos = tmp_path / "photos"
-    photos.mkdir()
+    (photos / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for i in range(5):
-        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
-            photos / f"p{i}.png")
+    names = ["p0.png", "p1.jpeg", "p2.bmp", "sub/p0.png", "p4.PNG"]  # one stem twice
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(photos / name)
     (photos / "broken.png").write_bytes(b"not an image")
     return model, tmp_path / "classifier", photos
 
@@ -65,7 +65,15 @@ def test_serving_maps_explains_a_folder_in_batches(serving_dir, tmp_path):
                                          "--batch-size", "2", "--out", str(out)])
     assert len(summary["maps"]) == 5 and len(summary["failed"]) == 1
     assert json.loads((out / "summary.json").read_text()) == summary
-    image = np.asarray(Image.open(photos / "p0.png"), np.float32)[None] / 255
-    expected = tfsal.vanilla_gradient(tfsal.Model(model), image)
-    entry = next(e for e in summary["maps"] if e["image"].endswith("p0.png"))
-    np.testing.assert_allclose(np.load(entry["map"]), expected[0], atol=1e-5)
+    files = {Path(f).name for e in summary["maps"] for f in e["files"]}
+    assert {"p0.npy", "sub__p0.npy", "p1.png", "p2.png", "p4.png"} <= files  # no overwrite
+    keras_model = tfsal.Model(model)
+    for stem, name in (("p0", "p0.png"), ("sub__p0", "sub/p0.png")):
+        image = np.asarray(Image.open(photos / name), np.float32)[None] / 255
+        entry = next(e for e in summary["maps"] if Path(e["files"][0]).stem == stem)
+        np.testing.assert_allclose(np.load(entry["files"][0]),
+                                   tfsal.vanilla_gradient(keras_model, image)[0], atol=1e-5)
+        # the softmax export's probabilities are the Keras model's, not a softmax of them
+        probability = keras_model.predict(image, score="probability")[0].max()
+        assert entry["probability"] == pytest.approx(probability, abs=1e-4)
+        assert Image.open(entry["files"][1]).size == (16, 16)

@@ -232,13 +232,16 @@ def test_a_rule_that_reaches_nothing_raises(small):
             method(model, small, 0)
 
 
-def test_opaque_models_refuse_rules_with_a_reason(tmp_path, images):
+def test_saved_models_get_rules_and_opaque_callables_refuse_them(tmp_path, images):
     user = toy_cnn()
     tf.saved_model.save(user, str(tmp_path / "sm"))
     loaded = tfsal.load_model(tmp_path / "sm")
-    assert np.isfinite(tfsal.vanilla_gradient(loaded, images, 0)).all()
-    with pytest.raises(TfsalError, match="SavedModel.*keras"):
-        tfsal.rectgrad(loaded, images, 0)
+    np.testing.assert_allclose(tfsal.rectgrad(loaded, images, 0),
+                               tfsal.rectgrad(tfsal.Model(user), images, 0), atol=1e-7)
+    opaque = tfsal.Model(lambda x: user(x))
+    assert np.isfinite(tfsal.vanilla_gradient(opaque, images, 0)).all()
+    with pytest.raises(TfsalError, match="SavedModel / hub graph.*plain-gradient"):
+        tfsal.rectgrad(opaque, images, 0)
 
 
 def test_no_trace_leaks_between_rules_and_plain_gradients(images):

@@ -18,8 +18,8 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
+from tfsal.loading import as_model
 from tfsal.methods._base import non_negative, positive_int
-from tfsal.model import as_model
 
 
 @dataclass(frozen=True)

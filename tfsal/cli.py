@@ -10,6 +10,7 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
+from tfsal.images import find_images
 from tfsal.progress import progress_bar
 
 DEFAULT_MODEL = "shapes-cnn"
@@ -129,14 +130,37 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--unsafe-load", action="store_true",
                         help="allow .keras files that run arbitrary code (Lambda layers)")
+    parser.add_argument("--output", choices=("auto", "logits", "probabilities"), default="auto",
+                        help="what the model returns (default auto: a softmax at the end of "
+                             "the model is found and its logits used)")
+    parser.add_argument("--score", choices=("logit", "probability", "log_probability"),
+                        default="logit", help="the score methods differentiate (default logit)")
+    parser.add_argument("--layer", default=None,
+                        help="layer name, path or index (tensor name for SavedModels) of "
+                             "Grad-CAM and Guided Grad-CAM (default: the last feature map)")
+    graph = parser.add_argument_group("SavedModels, TF Serving directories and hub handles")
+    graph.add_argument("--signature", default=None,
+                       help="signature to call (default serving_default, else __call__)")
+    graph.add_argument("--output-key", default=None,
+                       help="which output of a signature returning several (e.g. logits)")
+    graph.add_argument("--version", type=int, default=None,
+                       help="TF Serving layout: the version to load (default: the newest)")
+    graph.add_argument("--input-tensor", default=None,
+                       help="the float image tensor to feed, for signatures taking encoded "
+                            "bytes (default: the first float (N, H, W, 3) tensor after decoding)")
 
 
 def _load(args):
     from tfsal.loading import load_model
 
     preprocess = None if args.preprocess == "none" else args.preprocess
+    # Only the options given: load_model refuses those that do not apply to the source.
+    given = {option: getattr(args, option) for option in
+             ("signature", "output_key", "version", "input_tensor")
+             if getattr(args, option) is not None}
     return load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
-                      safe_mode=not args.unsafe_load)
+                      safe_mode=not args.unsafe_load, output=args.output, score=args.score,
+                      **given)
 
 
 def _method_names(requested: list[str] | None) -> list[str]:
@@ -170,18 +194,22 @@ def _explain(args) -> int:
     already on disk are kept (resume) unless --overwrite, every file is written atomically."""
     model = _load(args)
     names = _method_names(args.method)
-    files = _image_files(args.images)
-    summary = {"model": str(args.model), "methods": names, "target": args.target,
-               "maps": [], "failed": []}
+    files = find_images(args.images)
+    summary = {"model": repr(model), "source": str(args.model), "methods": names,
+               "target": args.target, "maps": [], "failed": [], "skipped": []}
     batches = range(0, len(files), model.batch_size)
     for start in progress_bar(batches, len(files) > model.batch_size, "explain"):
         _explain_batch(args, model, names, files[start:start + model.batch_size], summary)
         save_json(summary, args.out / "summary.json")  # after every batch: progress survives
     written = sum(entry["status"] == "written" for entry in summary["maps"])
     existing = len(summary["maps"]) - written
+    for entry in summary["skipped"]:
+        print(f"skipped {entry['method']}: {entry['reason']}")
     print(f"{len(files)} image(s): wrote {written} map(s), kept {existing} existing, "
-          f"{len(summary['failed'])} unreadable file(s) skipped; see {args.out / 'summary.json'}")
-    return 1 if summary["failed"] else 0
+          f"{len(summary['failed'])} unreadable file(s) skipped, {len(summary['skipped'])} "
+          f"method(s) skipped; see {args.out / 'summary.json'}")
+    requested_failed = summary["skipped"] and "all" not in (args.method or [])
+    return 1 if summary["failed"] or requested_failed else 0
 
 
 def _explain_batch(args, model, names, batch, summary) -> None:
@@ -209,10 +237,17 @@ def _explain_batch(args, model, names, batch, summary) -> None:
     images = np.stack(loaded)
     for targets in _targets(model, images, args.target):
         for name in names:
+            if any(entry["method"] == name for entry in summary["skipped"]):
+                continue
             stems = [f"{stem}_{name}_class{int(t)}" for (_, stem), t in zip(kept, targets)]
             todo = [i for i, s in enumerate(stems) if args.overwrite
                     or not all(f.exists() for f in _map_files(args.out, s))]
-            maps = METHODS[name](model, images[todo], targets[todo]) if todo else []
+            try:
+                maps = _run_method(METHODS[name], model, images[todo], targets[todo],
+                                   args.layer) if todo else []
+            except TfsalError as exc:  # e.g. CAM on a model without a GAP + dense head
+                summary["skipped"].append({"method": name, "reason": str(exc)})
+                continue
             computed = dict(zip(todo, maps))
             for i, ((path, _), target) in enumerate(zip(kept, targets)):
                 npy, png = _map_files(args.out, stems[i])
@@ -225,34 +260,25 @@ def _explain_batch(args, model, names, batch, summary) -> None:
                     "status": "written" if i in computed else "existing"})
 
 
+def _run_method(method, model, images, targets, layer):
+    """The method's maps; `layer` goes to the methods that take one (Grad-CAM's family)."""
+    import inspect
+
+    takes_layer = "layer" in inspect.signature(method).parameters
+    options = {"layer": _layer(layer)} if layer is not None and takes_layer else {}
+    return method(model, images, targets, **options)
+
+
+def _layer(text: str):
+    """A --layer value: an index if it is an integer, else a name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _map_files(out: Path, stem: str) -> tuple[Path, Path]:
     return out / f"{stem}.npy", out / f"{stem}.png"
-
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
-def _image_files(inputs: list[Path]) -> list[tuple[Path, str]]:
-    """(file, output stem) of every image named, or found in a named folder (recursively,
-    sorted, by suffix). Stems of files in folders keep their sub-folders ("a__b__img")."""
-    found = []
-    for item in inputs:
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*")
-                               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-                found.append((path, "__".join(path.relative_to(item).with_suffix("").parts)))
-        else:
-            found.append((item, item.stem))
-    if not found:
-        raise TfsalError(f"expected image files or folders holding images "
-                         f"({', '.join(IMAGE_SUFFIXES)}), received none in "
-                         f"{[str(p) for p in inputs]}")
-    seen: dict[str, int] = {}
-    unique = []
-    for path, stem in found:  # two inputs with one name must not overwrite each other's maps
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append((path, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
-    return unique
 
 
 def _load_images(paths: list[Path], size) -> np.ndarray:
@@ -324,7 +350,7 @@ def _evaluate(args) -> int:
             model, methods, n_train=args.n_train, n_test=args.generated, epochs=args.epochs,
             repeats=args.repeats, out=args.out))
     if args.images:
-        images = _load_images([path for path, _ in _image_files(args.images)], model.input_size)
+        images = _load_images([path for path, _ in find_images(args.images)], model.input_size)
         masks = None
     else:
         if args.generated < 1 or model.input_size is None:
@@ -371,7 +397,7 @@ def _reproduce_images(args, model):
     from tfsal.reproduce.run import Images
 
     if args.images is not None:
-        files = _image_files([args.images])
+        files = find_images([args.images])
         return Images(_load_images([p for p, _ in files], model.input_size),
                       tuple(stem for _, stem in files))
     if model.name in zoo.available():

@@ -28,6 +28,7 @@ import numpy as np
 from tfsal import plots, visualize
 from tfsal.errors import TfsalError
 from tfsal.files import atomic_write, save_json
+from tfsal.loading import as_model
 from tfsal.methods import METHODS
 from tfsal.metrics import (
     allegiance_curve,
@@ -36,7 +37,6 @@ from tfsal.metrics import (
     mass_inside,
     total_variation,
 )
-from tfsal.model import as_model
 
 CURVES = {"allegiance": allegiance_curve, "deletion": deletion_curve,
           "insertion": insertion_curve}

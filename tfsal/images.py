@@ -104,3 +104,34 @@ def load_image(path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, s
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise TfsalError(f"expected a readable PNG/JPEG image, received {path} ({exc})") from None
     return arr, ("; ".join(notes) or None)
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def find_images(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """(file, output stem) of every image named, or found in a named folder (recursively,
+    sorted, by suffix). Stems of files in folders keep their sub-folders ("a__b__img"), and
+    repeated stems get a counter, so no two inputs share output names.
+
+    Raises:
+        TfsalError: if no image is named or found.
+    """
+    found = []
+    for item in inputs:
+        if item.is_dir():
+            for path in sorted(p for p in item.rglob("*")
+                               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+                found.append((path, "__".join(path.relative_to(item).with_suffix("").parts)))
+        else:
+            found.append((item, item.stem))
+    if not found:
+        raise TfsalError(f"expected image files or folders holding images "
+                         f"({', '.join(IMAGE_SUFFIXES)}), received none in "
+                         f"{[str(p) for p in inputs]}")
+    seen: dict[str, int] = {}
+    unique = []
+    for path, stem in found:  # two inputs with one name must not overwrite each other's maps
+        seen[stem] = seen.get(stem, 0) + 1
+        unique.append((path, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
+    return unique

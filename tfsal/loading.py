@@ -5,9 +5,10 @@ model (`tfsal.hub_models`: the `keras.applications` model with its ImageNet weig
 `.keras` / `.h5` file, a SavedModel directory (also TF Serving's `<model>/<version>/` layout),
 or "hub:<handle>" for a TF-Hub model (URL or local directory, through `tensorflow_hub.load`).
 
-A loaded SavedModel is opaque: one of its signatures (or the object's `__call__`) becomes the
-adapter's model callable. Plain gradients flow through it; layers and backward rules cannot be
-reached.
+A loaded SavedModel or hub object becomes a `tfsal.opgraph.OpGraph`: the graph of one of its
+signatures (or of the object's `__call__`), inlined once and imported by name into each compiled
+function, so every method works on it, backward rules and layer maps included. A signature that
+takes encoded image bytes is fed at its decoded float image tensor (`input_tensor`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tensorflow as tf
 from tfsal import hub_models
 from tfsal.errors import TfsalError
 from tfsal.model import Model
+from tfsal.opgraph import OpGraph
 
 HUB_PREFIX = "hub:"
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default key; Keras' export() writes it too
@@ -29,12 +31,23 @@ PROBE_TIMEOUT = 10.0  # seconds to wait for the weights server before calling it
 # Options that apply to some kinds of source only, with their defaults; safe_mode is left out
 # because it only ever forbids something.
 _SOURCE_OPTIONS = {"weights": "imagenet", "download": True, "signature": None,
-                   "output_key": None, "version": None}
+                   "output_key": None, "version": None, "input_tensor": None}
+_GRAPH_OPTIONS = ("signature", "output_key", "input_tensor")
+
+
+def as_model(model, **kwargs) -> Model:
+    """Return `model` if it already is a `tfsal.Model`, else load/wrap it with `load_model`."""
+    if isinstance(model, Model):
+        if kwargs:
+            raise TfsalError(f"expected no loading options for an existing tfsal.Model, "
+                             f"received {sorted(kwargs)}")
+        return model
+    return load_model(model, **kwargs)
 
 
 def load_model(source, *, preprocess="auto", score="logit", output="auto", batch_size=32,
                class_names=None, safe_mode=True, weights="imagenet", download=True,
-               signature=None, output_key=None, version=None) -> Model:
+               signature=None, output_key=None, version=None, input_tensor=None) -> Model:
     """Load or wrap a classifier as a `tfsal.Model`.
 
     Args:
@@ -47,7 +60,8 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         preprocess: as for `Model`; "auto" takes a named model's own, None (images in [0, 1])
             for hub handles and everything else.
         score: default score of the adapter.
-        output: "auto", "logits" or "probabilities": what the model returns (see `Model`).
+        output: "auto", "logits" or "probabilities": what the model returns (see `Model`; a
+            loaded graph ending in Softmax is detected and its logits recovered).
         batch_size: images per compiled call.
         class_names: class names (default: a named model's own; for the TF-Hub handles in the
             ImageNet specs, "background" followed by the 1000 ImageNet names).
@@ -59,14 +73,18 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
             the model has it, else the object's own `__call__`.
         output_key: SavedModel / hub only: which output of a signature returning several.
         version: TF Serving layout only: the version to load (default: the largest).
+        input_tensor: SavedModel / hub only: the name of the float image tensor to feed (for
+            signatures taking encoded image bytes; default: the first float (N, H, W, 3)
+            tensor after the decoding).
 
     Returns:
         a `tfsal.Model`.
 
     Raises:
         TfsalError: for an unknown name, a missing path, an unloadable file, ImageNet weights
-            that are neither cached nor downloadable, a signature without a float32 image
-            input, or an option that does not apply to the source.
+            that are neither cached nor downloadable, a signature without an image input (or a
+            bytes signature whose decoded image cannot be found), or an option that does not
+            apply to the source.
 
     Example:
         >>> model = tfsal.load_model("xception")  # keras.applications, ImageNet weights
@@ -78,7 +96,7 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         return source
     common = dict(score=score, output=output, batch_size=batch_size)
     given = dict(weights=weights, download=download, signature=signature,
-                 output_key=output_key, version=version)
+                 output_key=output_key, version=version, input_tensor=input_tensor)
     pre = None if preprocess == "auto" else preprocess
     if isinstance(source, keras.Model):
         _check_options("a Keras model", given)
@@ -111,7 +129,7 @@ def _load_named(source: str, preprocess, class_names, given, common) -> Model | 
     from tfsal import zoo
 
     if source.startswith(HUB_PREFIX):
-        _check_options("a TF-Hub handle", given, ("signature", "output_key"))
+        _check_options("a TF-Hub handle", given, _GRAPH_OPTIONS)
         return _load_hub(source, preprocess, class_names, given, common)
     if source in zoo.available():
         _check_options("a built-in model", given)
@@ -138,12 +156,12 @@ def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) ->
         raise TfsalError(f"expected a model name or a readable path, received "
                          f"{str(path)[:80]!r}… ({exc.strerror})") from None
     if found is not None:
-        _check_options("a SavedModel directory", given, ("signature", "output_key", "version"))
+        _check_options("a SavedModel directory", given, _GRAPH_OPTIONS + ("version",))
         directory, name = found
         loaded = _restore(lambda: tf.saved_model.load(str(directory)), "a loadable SavedModel",
                           directory)
-        call = _model_callable(loaded, given["signature"], given["output_key"], str(directory))
-        return Model(call, preprocess=preprocess, class_names=class_names, name=name, **common)
+        graph = _loaded_graph(loaded, given, str(directory))
+        return Model(graph, preprocess=preprocess, class_names=class_names, name=name, **common)
     if is_file and path.suffix in (".keras", ".h5"):
         _check_options("a Keras model file", given)
         return _load_keras_file(path, preprocess, class_names, safe_mode, common)
@@ -288,14 +306,14 @@ def _load_hub(source: str, preprocess, class_names, given, common) -> Model:
                          f"ImportError: {exc}") from exc
     loaded = _restore(lambda: hub.load(handle), "a loadable TF-Hub handle (URL or SavedModel "
                       "directory)", handle)
-    call = _model_callable(loaded, given["signature"], given["output_key"], handle)
+    graph = _loaded_graph(loaded, given, handle)
     known = _known_hub(handle)
-    if known is not None and (call.input_shape is None or None in call.input_shape[1:3]):
+    if known is not None and (graph.input_shape is None or None in graph.input_shape[1:3]):
         # The documented size: tfsal resizes image files to it and probes the class count.
-        call.input_shape = (None, known.input_size, known.input_size, 3)
+        graph.input_shape = (None, known.input_size, known.input_size, 3)
     pre = None if preprocess == "auto" else preprocess  # hub image models take [0, 1] images
     names = class_names or (known.class_names if known is not None else None)
-    return Model(call, preprocess=pre, class_names=names, name=source, **common)
+    return Model(graph, preprocess=pre, class_names=names, name=source, **common)
 
 
 def _known_hub(handle: str):
@@ -308,24 +326,20 @@ def _known_hub(handle: str):
     return None
 
 
-def _model_callable(loaded, signature, output_key, where: str):
-    """The loaded object's image -> scores function, checked: one float32 image input, one
-    selected output. It keeps `loaded` alive and tells `Model` its input shape."""
-    function, keyword, spec, outputs = _endpoint(loaded, signature, where)
-    _check_image_input(spec, keyword, where)
-    key = _output_key(outputs, output_key, where)
-
-    def call(images):
-        out = function(**{keyword: images}) if keyword else function(images)
-        return out if key is None else out[key]
-
-    call.loaded = loaded
-    call.input_shape = tuple(spec.shape.as_list()) if spec.shape.rank is not None else None
-    return call
+def _loaded_graph(loaded, given, where: str) -> OpGraph:
+    """The loaded object's image -> scores graph: the chosen signature (or `__call__`) and
+    output, fed at its image input or at `input_tensor`."""
+    function, outputs = _endpoint(loaded, given["signature"], where)
+    key = _output_key(outputs, given["output_key"], where)
+    selected = outputs if key is None else outputs[key]
+    # Signatures describe outputs by TensorSpecs; the graph tensors come in flattened order.
+    index = next(i for i, o in enumerate(tf.nest.flatten(outputs)) if o is selected)
+    return OpGraph(function, function.outputs[index], input_tensor=given["input_tensor"],
+                   keep_alive=loaded, where=where)
 
 
 def _endpoint(loaded, signature, where: str):
-    """(function, its input's keyword or None, input TensorSpec, output structure)."""
+    """(concrete function, its structured outputs) of the chosen signature."""
     signatures = dict(getattr(loaded, "signatures", None) or {})
     if signature is None and DEFAULT_SIGNATURE not in signatures and callable(loaded):
         return _callable_endpoint(loaded, where)
@@ -339,8 +353,7 @@ def _endpoint(loaded, signature, where: str):
     if len(inputs) != 1:
         raise TfsalError(f"expected a signature with one image input, received inputs "
                          f"{sorted(inputs)} in signature {name!r} of {where}")
-    (keyword, spec), = inputs.items()
-    return function, keyword, spec, function.structured_outputs
+    return function, function.structured_outputs
 
 
 def _callable_endpoint(loaded, where: str):
@@ -351,24 +364,7 @@ def _callable_endpoint(loaded, where: str):
     if not concrete:
         raise TfsalError(f"expected a signature or a traced __call__ taking an image tensor, "
                          f"received neither in {where}")
-    return loaded, None, concrete[0].structured_input_signature[0][0], \
-        concrete[0].structured_outputs
-
-
-def _check_image_input(spec, keyword, where: str) -> None:
-    """Raise unless the input is a float32 (N, H, W, C) tensor: gradients need one."""
-    name = f" {keyword!r}" if keyword else ""
-    if spec.dtype == tf.string:
-        raise TfsalError(f"expected a float32 image input for gradients, received a tf.string "
-                         f"input{name} in {where}: it takes encoded image bytes, and decoding "
-                         f"has no gradient; export a signature taking float32 images "
-                         f"(N, H, W, 3) and load that one (signature=...)")
-    if spec.dtype != tf.float32:
-        raise TfsalError(f"expected a float32 image input for gradients, received a "
-                         f"{spec.dtype.name} input{name} in {where}")
-    if spec.shape.rank not in (None, 4):
-        raise TfsalError(f"expected an image input of rank 4 (N, H, W, 3), received shape "
-                         f"{spec.shape}{name} in {where}")
+    return concrete[0], concrete[0].structured_outputs
 
 
 def _output_key(outputs, output_key, where: str):

@@ -6,6 +6,10 @@ log-probability; logits recovered from softmax heads without touching the user's
 target resolution, batching, and compiled `tf.function`s whose input signatures leave the
 batch size and the target classes free, so neither retraces.
 
+Three kinds of model sit behind it: Keras functional/sequential graphs (walked layer by
+layer, `tfsal.graph`), loaded SavedModel / TF Serving / TF-Hub graphs (imported op by op,
+`tfsal.opgraph`), and any other callable (plain gradients only).
+
 Methods never open a `GradientTape` themselves; they ask the adapter.
 """
 
@@ -20,6 +24,7 @@ import tensorflow as tf
 from tfsal.errors import TfsalError
 from tfsal.graph import GraphRunner, is_graph_model
 from tfsal.images import as_batch
+from tfsal.opgraph import OpGraph
 from tfsal.targets import resolve_targets
 
 SCORES = ("logit", "probability", "log_probability")
@@ -56,14 +61,18 @@ class Model:
     """Adapter around a classifier mapping images (N, H, W, 3) in [0, 1] to class scores.
 
     Args:
-        model: a Keras 3 model (functional, sequential, nested or subclassed), or any callable
-            taking the preprocessed batch and returning (N, classes) outputs (e.g. a loaded
-            SavedModel signature wrapped in a function).
+        model: a Keras 3 model (functional, sequential, nested or subclassed), a
+            `tfsal.opgraph.OpGraph` (what `tfsal.load_model` makes of SavedModels and hub
+            handles), or any callable taking the preprocessed batch and returning (N, classes)
+            outputs.
         preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std), None, or a
             callable from the [0, 1] tensor to the model's input.
         score: default score to differentiate: "logit", "probability" or "log_probability".
-        output: "auto" (Keras graph models: logits unless the head ends in softmax; other
-            callables: logits), "logits" or "probabilities".
+        output: what the model returns: "auto", "logits" or "probabilities". Whatever is
+            given, a head ending in softmax (a Keras layer, or a Softmax / Sigmoid op at the end
+            of a loaded graph) is evaluated without it: true logits from the same weights.
+            "auto" on other non-Keras models probes one batch and refuses outputs that look
+            like probabilities (rows ≥ 0 summing to 1), asking for `output=`.
         batch_size: images per compiled call.
         class_names: optional names of the classes.
         name: a display name.
@@ -75,8 +84,8 @@ class Model:
 
     def __init__(self, model, *, preprocess=None, score="logit", output="auto", batch_size=32,
                  class_names=None, name=None):
-        if not callable(model):
-            raise TfsalError("expected a Keras model or a callable, received "
+        if not callable(model) and not isinstance(model, OpGraph):
+            raise TfsalError("expected a Keras model, a loaded graph or a callable, received "
                              f"{type(model).__name__}")
         if output not in ("auto", "logits", "probabilities"):
             raise TfsalError(f"expected output in ('auto', 'logits', 'probabilities'), "
@@ -96,18 +105,47 @@ class Model:
         self.class_names = tuple(class_names) if class_names is not None else None
         self.name = name or getattr(model, "name", type(model).__name__)
         self.runner = GraphRunner(model) if is_graph_model(model) else None
-        softmax_head = self.runner is not None and self.runner.head_is_softmax()
+        self.graph = model if isinstance(model, OpGraph) else None
+        if self.graph is not None and self.graph.head is not None:
+            head = f"{self.graph.head} op"
+        elif self.runner is not None and self.runner.head_is_softmax():
+            head = "softmax layer"
+        else:
+            head = None
         # A softmax head is evaluated without its softmax: true logits from the same weights.
-        self._logits_from_head = softmax_head
-        self.output_kind = "logits" if softmax_head or output == "auto" else output
+        self._logits_from_head = head is not None
         self.input_size = self._static_input_size(model)
         self._compiled: dict = {}
         self._concrete: dict = {}
+        if head is not None:
+            self.output_kind, self.output_note = "logits", f"logits from before the {head}"
+        elif output != "auto":
+            self.output_kind, self.output_note = output, f"{output} (given)"
+        else:
+            self.output_kind, self.output_note = "logits", "logits"
+            if self.runner is None and self.input_size is not None:
+                self._refuse_probabilities()
+
+    def _refuse_probabilities(self) -> None:
+        """For output="auto" on a model tfsal cannot see into: one probe batch, and an error
+        if its rows look like probabilities (taking them as logits would be silently wrong)."""
+        h, w = self.input_size
+        probe = np.random.default_rng(0).random((2, h, w, 3)).astype(np.float32)
+        rows = self._batched(self._fn("outputs", None), probe)
+        if rows.ndim == 2 and rows.shape[1] > 1 and np.all(rows >= 0) \
+                and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
+            raise TfsalError(
+                f"expected output='logits' or 'probabilities' for {self.name}: its outputs are "
+                f"rows ≥ 0 summing to 1 (probabilities?) and tfsal found no softmax to remove; "
+                f"received output='auto'")
 
     # ------------------------------------------------------------------ description
     def __repr__(self) -> str:
-        return (f"tfsal.Model({self.name!r}, preprocess={self.preprocess!r}, score={self.score!r}, "
-                f"classes={self.num_classes}, input_size={self.input_size})")
+        kind = ("Keras graph" if self.runner is not None else
+                "loaded graph" if self.graph is not None else "opaque callable")
+        return (f"tfsal.Model({self.name!r}, {kind}, preprocess={self.preprocess!r}, "
+                f"score={self.score!r}, outputs: {self.output_note}, classes={self.num_classes}, "
+                f"input_size={self.input_size})")
 
     @staticmethod
     def _static_input_size(model) -> tuple[int, int] | None:
@@ -122,19 +160,41 @@ class Model:
         shape = getattr(self.wrapped, "output_shape", None)
         if isinstance(shape, tuple) and len(shape) == 2 and shape[-1] is not None:
             return int(shape[-1])
+        if self.graph is not None and self.graph.num_classes is not None:
+            return self.graph.num_classes
         h, w = self.input_size or (32, 32)
-        return int(self._fn("outputs", "logit_or_prob")(tf.zeros((1, h, w, 3))).shape[-1])
+        return int(self._fn("outputs", None)(tf.zeros((1, h, w, 3))).shape[-1])
 
     def layer_names(self) -> list[str]:
-        """Every layer path (nested models as "outer/inner"), in execution order."""
-        return self._require_runner("layer access").paths
+        """Every layer path (nested models as "outer/inner"), in execution order; for loaded
+        graphs, the names of the rank-4 tensors `layer=` can take."""
+        return self._structure("layer access").paths
 
     def resolve_layer(self, layer: str | int | None) -> str:
-        """A layer path; None means the last convolutional feature map."""
-        runner = self._require_runner("layer access")
-        return runner.last_feature_map() if layer is None else runner.resolve(layer)
+        """A layer path (a tensor name for loaded graphs); None means the last convolutional
+        feature map."""
+        structure = self._structure("layer access")
+        return structure.last_feature_map() if layer is None else structure.resolve(layer)
+
+    def activation_layers(self) -> list[str]:
+        """The layers (tensors) applying an activation a backward rule overrides, to a
+        spatial (rank-4) map, from the input side up."""
+        if self.graph is not None:
+            return self.graph.activation_paths()
+        from tfsal.overrides import activation_layers
+
+        return activation_layers(self._structure("layer access"))
+
+    def _structure(self, what: str, hint: str = ""):
+        """The walkable structure: the Keras graph runner or the loaded graph."""
+        if self.runner is None and self.graph is None:
+            raise TfsalError(f"{what} needs a functional or sequential Keras model or a loaded "
+                             f"SavedModel / hub graph; received {type(self.wrapped).__name__}, "
+                             f"whose layers cannot be reached{hint}")
+        return self.runner if self.runner is not None else self.graph
 
     def _require_runner(self, what: str, hint: str = "") -> GraphRunner:
+        """The Keras graph runner, for surgery on Keras layers (no loaded-graph equivalent)."""
         if self.runner is None:
             raise TfsalError(f"{what} needs a functional or sequential Keras model; received "
                              f"{type(self.wrapped).__name__}, whose layers cannot be reached"
@@ -148,6 +208,8 @@ class Model:
             TfsalError: unless the model ends in GlobalAveragePooling2D followed by one Dense
                 layer (Dropout and a separate softmax in between are allowed).
         """
+        if self.graph is not None:
+            return self.graph.cam_head()
         import keras
 
         runner = self._require_runner("CAM")
@@ -165,9 +227,22 @@ class Model:
         return gaps[-1], np.asarray(dense[0].kernel)
 
     # ------------------------------------------------------------------ graph pieces
-    def _forward(self, images, capture_outputs=(), capture_inputs=(), intercept=None):
-        """Pixel images -> (raw outputs, captured layer tensors), inside a trace."""
+    def _forward(self, images, capture_outputs=(), capture_inputs=(), rule=None,
+                 reference=None):
+        """Pixel images -> (raw outputs, captured layer tensors), inside a trace, with the
+        backward `rule` applied (None: plain gradients) and its reference images if it needs
+        them (DeepLIFT)."""
         x = self._preprocess(images)
+        if rule is not None:
+            self._structure(
+                "backward rules (guided backprop, deconvnet, rectgrad, deeplift, epsilon_lrp)",
+                hint="; use a plain-gradient method (vanilla, gradient_x_input, smoothgrad, "
+                     "integrated_gradients)")
+        if self.graph is not None:
+            return self.graph.run(x, capture_outputs=capture_outputs,
+                                  capture_inputs=capture_inputs, logits=self._logits_from_head,
+                                  rule=rule, reference=None if reference is None
+                                  else self._preprocess(reference))
         if self.runner is None:
             out = self.wrapped(x)
             if isinstance(out, dict):
@@ -175,11 +250,16 @@ class Model:
                     raise TfsalError(f"expected one model output, received keys {sorted(out)}")
                 out = next(iter(out.values()))
             return tf.convert_to_tensor(out), {}
-        return self.runner.run(x, capture_outputs=capture_outputs, capture_inputs=capture_inputs,
-                               logits=self._logits_from_head, intercept=intercept)
+        overrider = self._overrider(rule, reference)
+        found = self.runner.run(x, capture_outputs=capture_outputs,
+                                capture_inputs=capture_inputs, logits=self._logits_from_head,
+                                intercept=overrider)
+        if overrider is not None:
+            overrider.check_reached()
+        return found
 
     def _overrider(self, rule, reference):
-        """The interceptor applying `rule` in this trace (None: plain gradients).
+        """The Keras-layer interceptor applying `rule` in this trace (None: plain gradients).
 
         Rules that need reference activations (DeepLIFT) first run the reference images.
         """
@@ -187,30 +267,31 @@ class Model:
             return None
         from tfsal.overrides import Overrider
 
-        self._require_runner(
-            "backward rules (guided backprop, deconvnet, rectgrad, deeplift, epsilon_lrp)",
-            hint="; a loaded SavedModel or hub object is opaque: load the original Keras model "
-                 "(.keras file or keras.applications) for these methods, or use a plain-gradient "
-                 "method (vanilla, gradient_x_input, smoothgrad, integrated_gradients)")
         recorded = None
         if rule.needs_reference:
             recorded = Overrider(rule, record=True)
-            self._forward(reference, intercept=recorded)
+            self.runner.run(self._preprocess(reference), intercept=recorded,
+                            logits=self._logits_from_head)
         return Overrider(rule, references=recorded)
+
+    def _gradients(self, tape, total, sources):
+        """d total / d sources. Ops imported from a loaded graph are invisible to the tape,
+        so those graphs are differentiated symbolically (which also applies their rules)."""
+        if self.graph is not None:
+            return tf.gradients(total, sources)
+        return tape.gradient(total, sources)
 
     def _rule_gradients(self, images, targets, score, rule, reference, capture=()):
         """Forward + backward in one trace: (gradient w.r.t. images and captures, scores)."""
-        overrider = self._overrider(rule, reference)
         with tf.GradientTape() as tape:
             tape.watch(images)
-            out, captured = self._forward(images, capture_outputs=capture, intercept=overrider)
+            out, captured = self._forward(images, capture_outputs=capture, rule=rule,
+                                          reference=reference)
             selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
             # Samples are independent: the gradient of the sum is each sample's gradient.
             total = tf.reduce_sum(selected)
-        if overrider is not None:
-            overrider.check_reached()
         features = [captured[path] for path in capture]
-        gradients = tape.gradient(total, [images] + features)
+        gradients = self._gradients(tape, total, [images] + features)
         return gradients[0], features, gradients[1:], selected
 
     def _scores(self, outputs, score: str):
@@ -281,7 +362,7 @@ class Model:
             out, _ = self._forward(images)
             scores = self._scores(out, score)
             total = tf.reduce_sum(tf.gather(scores, targets, batch_dims=1))
-        return tape.gradient(total, images), scores
+        return self._gradients(tape, total, [images])[0], scores
 
     def traced_scores(self, images, *, score: str | None = None):
         """Inside a trace: all-class scores of the chosen kind."""
@@ -291,7 +372,7 @@ class Model:
     def _build_outputs(self, score, _layer, _rule):
         def outputs(images):
             out, _ = self._forward(images)
-            return out if score == "logit_or_prob" else self._scores(out, score)
+            return out if score is None else self._scores(out, score)
         return tf.function(outputs, input_signature=self._signature()[:1], autograph=False)
 
     def _build_input_gradients(self, score, _layer, rule):
@@ -353,7 +434,7 @@ class Model:
 
     def predicted_classes(self, images) -> np.ndarray:
         """Arg-max class of every image, (N,) int32."""
-        return np.argmax(self._batched(self._fn("outputs", "logit_or_prob"), as_batch(images)),
+        return np.argmax(self._batched(self._fn("outputs", None), as_batch(images)),
                          axis=-1).astype(np.int32)
 
     def resolve_targets(self, images, targets) -> np.ndarray:
@@ -432,16 +513,4 @@ class Model:
     def layer_inputs(self, images, *, layer) -> np.ndarray:
         """The tensor arriving at `layer` (its first input)."""
         path = self.resolve_layer(layer)
-        return self._batched(self._fn("layer_inputs", "-", path), as_batch(images))
-
-
-def as_model(model, **kwargs) -> Model:
-    """Return `model` if it already is a `tfsal.Model`, else load/wrap it with `load_model`."""
-    if isinstance(model, Model):
-        if kwargs:
-            raise TfsalError(f"expected no loading options for an existing tfsal.Model, "
-                             f"received {sorted(kwargs)}")
-        return model
-    from tfsal.loading import load_model  # loading imports this module
-
-    return load_model(model, **kwargs)
+        return self._batched(self._fn("layer_inputs", None, path), as_batch(images))

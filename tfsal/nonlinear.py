@@ -29,8 +29,8 @@ import tensorflow as tf
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images, float_array
+from tfsal.loading import as_model
 from tfsal.methods._base import positive_int
-from tfsal.model import as_model
 from tfsal.progress import progress_bar
 from tfsal.selection import select
 from tfsal.targets import resolve_targets

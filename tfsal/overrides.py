@@ -9,12 +9,21 @@ A rule replaces the backward pass at three kinds of sites while the forward pass
   arriving at the convolution's output, before its own backward pass);
 - max-pooling (RectGrad's proportional redistribution rule, PRR).
 
-Rules reach a model through `graph.GraphRunner`, which calls the user's layers one by one:
-`Overrider` intercepts those calls inside one trace and wraps their outputs in
-`tf.custom_gradient` functions. Fused activations are evaluated through a bare shallow copy of
-the layer with a linear activation (sharing the weights), so the user's model is never changed
-and no global gradient registry is touched: a compiled plain gradient and a compiled rule
-gradient are different functions that cannot leak into each other.
+Rules reach a model in one of two independent ways, each the other's oracle:
+
+- Keras graphs, layer by layer: `graph.GraphRunner` calls the user's layers one by one;
+  `Overrider` intercepts those calls inside one trace and wraps their outputs in
+  `tf.custom_gradient` functions. Fused activations are evaluated through a bare shallow copy
+  of the layer with a linear activation (sharing the weights), so the user's model is never
+  changed.
+- Graphs without layers (SavedModels, TF Serving exports, hub handles), op by op, the RectGrad
+  authors' mechanism: `gradient_overrides(rule)` registers one gradient per (rule, op type)
+  with `tf.RegisterGradient`, under a name spelling out the rule's parameters, and
+  `opgraph.OpGraph` imports the model's graph under `gradient_override_map`. Only ops imported
+  under that map carry the registered name, so no other graph's gradients change.
+
+Either way a compiled plain gradient and a compiled rule gradient are different functions that
+cannot leak into each other.
 
 Rules are frozen dataclasses, so they are hashable keys of the adapter's compiled functions.
 """
@@ -187,7 +196,7 @@ def _mask_border_gradient(out):
 
 
 def _proportional_max_pool(layer, x):
-    """Max-pool forward; backward dx = x ⊙ AvgPoolGrad(dy / (AvgPool(x) + 1e-10)) (PRR)."""
+    """Max-pool forward; backward by the proportional redistribution rule (`_prr_backward`)."""
     if layer.data_format != "channels_last":
         raise TfsalError("expected channels_last max-pooling for the proportional "
                          f"redistribution rule, received {layer.data_format} in {layer.name}")
@@ -197,15 +206,18 @@ def _proportional_max_pool(layer, x):
 
     @tf.custom_gradient
     def pool(inputs):
-        def backward(grad):
-            window_mean = tf.nn.avg_pool2d(inputs, ksize, strides, padding) + 1e-10
-            share = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(inputs),
-                                           grad=grad / window_mean, ksize=ksize,
-                                           strides=strides, padding=padding)
-            return inputs * share
-        return layer(inputs), backward
+        return layer(inputs), lambda grad: _prr_backward(inputs, grad, ksize, strides, padding)
 
     return pool(x)
+
+
+def _prr_backward(inputs, grad, ksize, strides, padding):
+    """PRR: dx = x ⊙ AvgPoolGrad(dy / (AvgPool(x) + 1e-10)), each window's gradient shared
+    in proportion to its inputs."""
+    window_mean = tf.nn.avg_pool2d(inputs, ksize, strides, padding) + 1e-10
+    share = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(inputs), grad=grad / window_mean,
+                                   ksize=ksize, strides=strides, padding=padding)
+    return inputs * share
 
 
 def _derivative(name: str, forward):
@@ -323,3 +335,86 @@ def activation_layers(runner) -> list[str]:
     """Paths of the layers applying an overridden activation to a spatial (rank-4) map."""
     return [path for path in runner.spatial_paths(_activation_name)
             if path != runner.head_path]
+
+
+# ------------------------------------------------------------------ op-level registrations
+# The TensorFlow op of each overridden activation (what Keras 3 emits for `OVERRIDDEN`), and
+# the op with the same attributes applied to another tensor (for the derivative at any point).
+ACTIVATION_OPS = {
+    "Relu": ("relu", lambda op, t: tf.raw_ops.Relu(features=t)),
+    "Relu6": ("relu6", lambda op, t: tf.raw_ops.Relu6(features=t)),
+    "Elu": ("elu", lambda op, t: tf.raw_ops.Elu(features=t)),
+    "Selu": ("selu", lambda op, t: tf.raw_ops.Selu(features=t)),
+    "Sigmoid": ("sigmoid", lambda op, t: tf.raw_ops.Sigmoid(x=t)),
+    "Tanh": ("tanh", lambda op, t: tf.raw_ops.Tanh(x=t)),
+    "Softplus": ("softplus", lambda op, t: tf.raw_ops.Softplus(features=t)),
+    "LeakyRelu": ("leaky_relu",
+                  lambda op, t: tf.raw_ops.LeakyRelu(features=t, alpha=op.get_attr("alpha"))),
+}
+CONVOLUTION_OPS = ("Conv2D", "DepthwiseConv2dNative")
+MAX_POOL_OP = "MaxPool"
+
+
+def gradient_overrides(rule: Rule) -> dict[str, str]:
+    """The `gradient_override_map` applying `rule`: op type -> registered gradient name.
+
+    Each (rule, op type) is registered once per process; the name holds the rule's repr, so
+    rules with other parameters never share a gradient.
+    """
+    types = list(ACTIVATION_OPS)
+    if rule.padding_trick:
+        types += CONVOLUTION_OPS
+    if rule.prr:
+        types.append(MAX_POOL_OP)
+    return {op_type: _registered(rule, op_type) for op_type in types}
+
+
+def _registered(rule: Rule, op_type: str) -> str:
+    name = f"tfsal/{rule!r}/{op_type}"
+    if op_type in ACTIVATION_OPS:
+        gradient = _activation_op_gradient
+    elif op_type == MAX_POOL_OP:
+        gradient = _max_pool_op_gradient
+    else:
+        gradient = _padded_convolution_op_gradient
+    try:
+        tf.RegisterGradient(name)(lambda op, *grads: gradient(rule, op, *grads))
+    except KeyError:  # registered before, by this function: the same rule, the same gradient
+        pass
+    return name
+
+
+def _activation_op_gradient(rule: Rule, op, grad):
+    name, forward = ACTIVATION_OPS[op.type]
+    z, a = op.inputs[0], op.outputs[0]
+    grad.set_shape(z.shape)  # the per-layer percentile needs the static unit count
+    derivative = _derivative(name, lambda t: forward(op, t))
+    if not rule.needs_reference:
+        return rule.activation_backward(grad, z, a, derivative, None)
+    # OpGraph.run feeds the images and their references as one batch, references second.
+    n = tf.shape(z)[0] // 2
+    images_part = rule.activation_backward(grad[:n], z[:n], a[:n], derivative, (z[n:], a[n:]))
+    return tf.concat([images_part, tf.zeros_like(grad[n:])], axis=0)
+
+
+def _padded_convolution_op_gradient(rule: Rule, op, grad):
+    """The padding trick: a SAME convolution's own backward pass, of the gradient with its
+    one-pixel border zeroed."""
+    if op.get_attr("padding") == b"SAME":
+        grad = grad * _border_mask(grad)
+    return _standard_gradient(op, grad)
+
+
+def _max_pool_op_gradient(rule: Rule, op, grad):
+    if op.get_attr("data_format") != b"NHWC":
+        raise TfsalError(f"expected NHWC max-pooling for the proportional redistribution rule, "
+                         f"received {op.get_attr('data_format').decode()} in {op.name}")
+    return _prr_backward(op.inputs[0], grad, op.get_attr("ksize"), op.get_attr("strides"),
+                         op.get_attr("padding").decode())
+
+
+def _standard_gradient(op, *grads):
+    """The gradient TensorFlow registers for the op's type (the override replaces it)."""
+    from tensorflow.python.framework import ops  # the registry has no public lookup
+
+    return ops._gradient_registry.lookup(op.type)(op, *grads)

@@ -9,7 +9,8 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
-from tfsal.model import Model, as_model
+from tfsal.loading import as_model
+from tfsal.model import Model
 
 
 def attribution_method(compute: Callable) -> Callable:

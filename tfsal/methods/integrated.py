@@ -176,7 +176,7 @@ def completeness_delta(model, images, attributions, targets=None, *, baseline="b
         >>> abs(tfsal.completeness_delta(model, images, ig, relative=True)).max() < 0.01
     """
     from tfsal.images import check_images, float_array
-    from tfsal.model import as_model
+    from tfsal.loading import as_model
 
     model = as_model(model)
     images = check_images(images)

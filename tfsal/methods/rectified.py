@@ -144,15 +144,12 @@ def layer_attributions(model, images, targets=None, *, method="rectgrad", layers
         >>> maps = tfsal.layer_attributions(model, images, method="vanilla")
         >>> list(maps)[:2]
     """
-    from tfsal.overrides import activation_layers
-
     rule = _LAYER_METHODS.get(method, method) if isinstance(method, str) else method
     if not (rule is None or isinstance(rule, Rule)):
         raise TfsalError(f"expected method in {sorted(_LAYER_METHODS)} or a tfsal.overrides "
                          f"rule, received {method!r}")
     if layers is None:
-        runner = model._require_runner("layer attributions")
-        layers = activation_layers(runner)
+        layers = model.activation_layers()
     found = model.layers_gradients(images, targets, layers=layers, score=score, rule=rule)
     out = {}
     for path, (activations, gradients) in found.items():

@@ -15,7 +15,7 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
-from tfsal.model import as_model
+from tfsal.loading import as_model
 
 FRACTIONS = (0.0, 0.03, 0.05, 0.07, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 

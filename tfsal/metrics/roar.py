@@ -131,7 +131,8 @@ def roar_kar(methods, *, train, test, epochs: int, fractions=FRACTIONS, repeats:
         ...              test=make_dataset(500, seed=2), epochs=8, model="shapes-cnn")
         >>> dict(zip(r.methods, r.roar_auc))
     """
-    from tfsal.model import Model, as_model
+    from tfsal.loading import as_model
+    from tfsal.model import Model
     from tfsal.progress import progress_bar
     from tfsal.zoo.shapes_cnn import build_shapes_cnn
     from tfsal.zoo.training import accuracy, train_classifier

@@ -15,7 +15,8 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
-from tfsal.model import Model, as_model
+from tfsal.loading import as_model
+from tfsal.model import Model
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfsal.loading import as_model
 from tfsal.methods import rectgrad
 from tfsal.metrics import mass_inside, nonzero_fraction
-from tfsal.model import as_model
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 from tfsal import visualize
 from tfsal.errors import TfsalError
 from tfsal.files import atomic_write
-from tfsal.model import as_model
+from tfsal.loading import as_model
 
 PAPERS = ("nonlinear", "rectgrad", "signed")
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tfsal import plots
+from tfsal.loading import as_model
 from tfsal.metrics import FRACTIONS, Curve, allegiance_curve
-from tfsal.model import as_model
 from tfsal.signed import signed_maps
 
 # (fill, map kind) rows of Tables 2 and 3; the claim compares each kind with "standard"
