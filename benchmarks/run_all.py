@@ -23,7 +23,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-PARTS = ("bench_methods", "bench_completeness", "bench_memory", "bench_xla")
+PARTS = ("bench_methods", "bench_saved_model", "bench_completeness", "bench_memory", "bench_xla")
 NOTES = os.path.join(HERE, "NOTES.md")
 
 

@@ -214,3 +214,27 @@ def test_a_known_hub_handle_gets_its_classes_and_input_size(tmp_path, monkeypatc
 def test_download_must_be_a_bool(download):
     with pytest.raises(TfsalError, match="expected download True or False"):
         tfsal.load_model("vgg16", download=download)
+
+
+class TrainingFlag(tf.Module):
+    """Like TF-Hub's TF2 classifiers: __call__ traced with training=True and False."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(3, 4)), dtype=tf.float32)
+
+    @tf.function
+    def __call__(self, images, training=False):
+        logits = tf.reduce_mean(images, axis=[1, 2]) @ self.kernel
+        return logits + 100.0 if training else logits
+
+
+def test_a_hub_style_call_is_taken_in_inference_mode(tmp_path, images):
+    module = TrainingFlag()
+    spec = tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)
+    module.__call__.get_concrete_function(spec, training=True)  # traced first
+    module.__call__.get_concrete_function(spec, training=False)
+    tf.saved_model.save(module, str(tmp_path / "flag"), signatures={})
+    loaded = tfsal.load_model(f"hub:{tmp_path / 'flag'}")
+    np.testing.assert_allclose(loaded.predict(images), module(tf.constant(images)).numpy(),
+                               atol=1e-5)

@@ -364,6 +364,9 @@ def _callable_endpoint(loaded, where: str):
     if not concrete:
         raise TfsalError(f"expected a signature or a traced __call__ taking an image tensor, "
                          f"received neither in {where}")
+    # Hub models trace __call__ with training=True and False: inference mode first.
+    concrete.sort(key=lambda c: any(v is True for v in tf.nest.flatten(
+        c.structured_input_signature)))
     return concrete[0], concrete[0].structured_outputs
 
 

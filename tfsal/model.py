@@ -69,8 +69,8 @@ class Model:
             callable from the [0, 1] tensor to the model's input.
         score: default score to differentiate: "logit", "probability" or "log_probability".
         output: what the model returns: "auto", "logits" or "probabilities". Whatever is
-            given, a head ending in softmax (a Keras layer, or a Softmax / Sigmoid op at the end
-            of a loaded graph) is evaluated without it: true logits from the same weights.
+            given, a head ending in softmax (a Keras layer, or a Softmax op at the end of a
+            loaded graph) is evaluated without it: true logits from the same weights.
             "auto" on other non-Keras models probes one batch and refuses outputs that look
             like probabilities (rows ≥ 0 summing to 1), asking for `output=`.
         batch_size: images per compiled call.

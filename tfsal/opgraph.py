@@ -61,20 +61,24 @@ class OpGraph:
             raise TfsalError(f"expected a function with one image input, received "
                              f"{len(arguments)} inputs in {where}")
         graph_def = _inline(function)
-        analysis = _imported(graph_def)
+        variables = {t.op.name: tf.raw_ops.VariableShape(input=handle).numpy() for t, handle
+                     in zip(internal, function.captured_inputs) if handle.dtype == tf.resource}
+        analysis = _imported(graph_def, variables)
         argument = analysis.get_tensor_by_name(arguments[0].name)
         self.input_name = self._input(analysis, argument, input_tensor)
         self.fed_at = self.input_name  # the name in the loaded graph, before any cut
         output_name = output.name
         head = _through(analysis.get_tensor_by_name(output_name))
-        self.head = head.op.type if head.op.type in ("Softmax", "Sigmoid") else None
+        # Only a softmax is undone, as for Keras models: the softmax of a sigmoid head's
+        # logits would not be its probabilities.
+        self.head = head.op.type if head.op.type == "Softmax" else None
         logits_name = head.op.inputs[0].name if self.head else output_name
         graph_def, self.input_name = _cut(graph_def, self.input_name, output_name, analysis)
         nodes = {n.name for n in graph_def.node}
         self._graph_def = graph_def
         self._captures = {t.name: handle for t, handle in
                           zip(internal, function.captured_inputs) if t.op.name in nodes}
-        self._graph = _imported(graph_def)  # for names, shapes and structure only
+        self._graph = _imported(graph_def, variables)  # names, shapes and structure only
         self.output_name = output_name
         self.logits_name = logits_name
         image = self._graph.get_tensor_by_name(self.input_name)
@@ -201,7 +205,7 @@ class OpGraph:
         Args:
             capture_outputs: tensor names to return.
             capture_inputs: tensor names whose op's first input to return.
-            logits: return the pre-softmax tensor of a softmax (or sigmoid) head.
+            logits: return the pre-softmax tensor of a softmax head.
             rule: a `tfsal.overrides` rule applied to the backward pass (None: plain).
             reference: preprocessed reference images for rules that need them; they run as
                 the second half of one batch (the registered gradients expect that).
@@ -255,10 +259,34 @@ def _inline(function) -> tf.compat.v1.GraphDef:
                          f"with {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
 
 
-def _imported(graph_def) -> tf.Graph:
+def _imported(graph_def, variables: dict) -> tf.Graph:
+    """The graph imported on its own, for its structure and static shapes. Variables are
+    placeholders there, so each variable read becomes a placeholder of the variable's shape
+    (`variables`: placeholder name -> shape): shapes then propagate as in the real import."""
+    nodes = {n.name: n for n in graph_def.node}
+
+    def variable(name: str):
+        """The variable placeholder behind a resource input (through Identity ops)."""
+        node = nodes.get(name.lstrip("^").split(":")[0])
+        while node is not None and node.op == "Identity":
+            node = nodes.get(node.input[0].split(":")[0])
+        return node.name if node is not None and node.name in variables else None
+
+    shaped = tf.compat.v1.GraphDef()
+    shaped.CopyFrom(graph_def)
+    for node in shaped.node:
+        found = variable(node.input[0]) if node.op == "ReadVariableOp" and node.input else None
+        if found is not None:
+            dtype = node.attr["dtype"].type
+            node.op = "Placeholder"
+            node.ClearField("attr")
+            del node.input[:]
+            node.attr["dtype"].type = dtype
+            node.attr["shape"].shape.CopyFrom(
+                tf.TensorShape(variables[found]).as_proto())
     graph = tf.Graph()
     with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+        tf.graph_util.import_graph_def(shaped, name="")
     return graph
 
 
