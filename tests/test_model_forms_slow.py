@@ -8,8 +8,8 @@ network once it is cut at the decoded image): the embedded model runs every meth
 ImageNet architectures one method of each mechanism (plain gradient, layer gradient, a
 percentile rule with the padding trick and PRR, a reference rule), which keeps `make test` near
 ten minutes. The Serving layout and `hub:<dir>` load the very same saved_model.pb through other
-routes: they are checked to yield the identical inlined graph, and the same plain and RectGrad
-maps.
+routes: they are checked to yield the identical inlined graph and bit-identical plain
+gradients (the same weights).
 """
 
 import keras
@@ -50,8 +50,9 @@ def _check_every_form(user, preprocess, size, root, every_method_on_bytes=False)
         assert loaded.resolve_layer(None).split(":")[0].endswith(
             _op_name(keras_side.resolve_layer(None), user))
         if form == "saved_model" or every_method_on_bytes:
+            # layer maps: RectGrad's (a rule and every activation captured) is enough here
             assert_same_results(keras_side, loaded, images, targets, levels=(0.0, 0.5),
-                                steps_per_level=1)
+                                steps_per_level=1, layer_rules=("rectgrad",))
             continue
         for method in MECHANISMS:
             assert relative_difference(method(keras_side, images, targets),
@@ -59,9 +60,9 @@ def _check_every_form(user, preprocess, size, root, every_method_on_bytes=False)
     for form in ("serving", "hub"):
         loaded = load_form(sources, form, preprocess)
         assert _without_debug_info(loaded) == _without_debug_info(exported)
-        for method in (tfsal.vanilla_gradient, tfsal.rectgrad):
-            assert relative_difference(method(exported, images, targets),
-                                       method(loaded, images, targets)) <= TOLERANCE
+        # the same graph: the same weights give the same numbers for every method
+        assert relative_difference(tfsal.vanilla_gradient(exported, images, targets),
+                                   tfsal.vanilla_gradient(loaded, images, targets)) == 0.0
 
 
 def _without_debug_info(model):
