@@ -302,12 +302,8 @@ def test_a_rule_on_a_graph_without_activations_raises(tmp_path, probe):
                                probe @ module.kernel.numpy()[:, 1], rtol=1e-5, atol=1e-6)
 
 
-class ProbabilitiesWithoutSoftmax(tf.Module):
+class ProbabilitiesWithoutSoftmax(NoActivation):
     """Probabilities computed by hand: no Softmax op for tfsal to find."""
-
-    def __init__(self):
-        super().__init__()
-        self.kernel = tf.Variable(np.random.default_rng(0).normal(size=(3, 4)), dtype=tf.float32)
 
     @tf.function(input_signature=[tf.TensorSpec([None, SIZE, SIZE, 3], tf.float32)])
     def __call__(self, images):

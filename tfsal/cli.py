@@ -208,7 +208,7 @@ def _explain(args) -> int:
     print(f"{len(files)} image(s): wrote {written} map(s), kept {existing} existing, "
           f"{len(summary['failed'])} unreadable file(s) skipped, {len(summary['skipped'])} "
           f"method(s) skipped; see {args.out / 'summary.json'}")
-    requested_failed = summary["skipped"] and "all" not in (args.method or [])
+    requested_failed = bool(summary["skipped"]) and "all" not in (args.method or [])
     return 1 if summary["failed"] or requested_failed else 0
 
 

@@ -87,13 +87,14 @@ class OpGraph:
             else None
         self.num_classes = _static_last(self._graph.get_tensor_by_name(output_name))
         self._features = self._feature_tensors()
+        self._readers: dict = {}  # tensor name -> compiled reader (`evaluate`)
 
     # ------------------------------------------------------------------ construction
     def _input(self, analysis, argument, input_tensor) -> str:
         """The name of the float image tensor fed with the preprocessed images."""
+        downstream = _downstream_floats(argument)
         if input_tensor is not None:
-            found = _find(analysis, input_tensor, self._downstream_floats(analysis, argument),
-                          "input_tensor")
+            found = _find(analysis, input_tensor, downstream, "input_tensor")
             tensor = analysis.get_tensor_by_name(found)
             if not tensor.dtype.is_floating or tensor.shape.rank not in (None, 4):
                 raise TfsalError(f"expected input_tensor a float (N, H, W, 3) tensor, received "
@@ -107,23 +108,16 @@ class OpGraph:
         if argument.dtype != tf.string:
             raise TfsalError(f"expected a float or tf.string (encoded images) input, received "
                              f"a {argument.dtype.name} input in {self.where}")
-        images = [t for t in self._downstream_floats(analysis, argument)
-                  if t.shape.rank == 4 and t.shape[-1] == 3]
-        decoded = _after_decoding(analysis, argument)
-        images = [t for t in images if decoded is None or t.op in decoded]
+        decoded = _after_decoding(argument)
+        images = [t for t in downstream if t.shape.rank == 4 and t.shape[-1] == 3
+                  and (decoded is None or t.op in decoded)]
         if not images:
-            candidates = [t.name for t in self._downstream_floats(analysis, argument)]
+            candidates = [t.name for t in downstream]
             raise TfsalError(f"expected a decoded float (N, H, W, 3) image tensor in the bytes "
                              f"signature of {self.where}, found none; name the tensor to feed "
                              f"with input_tensor= (float tensors downstream of the input: "
                              f"{', '.join(candidates[:40]) or 'none'})")
         return images[0].name
-
-    @staticmethod
-    def _downstream_floats(analysis, argument) -> list:
-        reached = _descendants([argument.op])
-        return [t for op in analysis.get_operations() if op in reached and op.type != "Const"
-                for t in op.outputs if t.dtype.is_floating]
 
     def _feature_tensors(self) -> list:
         """Rank-4 float tensors between the input and the output, in execution order."""
@@ -181,7 +175,13 @@ class OpGraph:
         return pooled.outputs[0].name, self.evaluate(matmul.inputs[1].name)
 
     def evaluate(self, name: str) -> np.ndarray:
-        """The value of a tensor that does not depend on the images (e.g. a kernel)."""
+        """The current value of a tensor that does not depend on the images (e.g. a kernel);
+        its reader is built once per tensor."""
+        if name not in self._readers:
+            self._readers[name] = self._reader(name)
+        return np.asarray(self._readers[name]())
+
+    def _reader(self, name: str):
         node = name.rsplit(":", 1)[0]
         sub = _sub_graph(self._graph_def, node)
         present = {n.name for n in sub.node}
@@ -195,7 +195,7 @@ class OpGraph:
             return tf.graph_util.import_graph_def(sub, input_map=feeds, return_elements=[name],
                                                   name="tfsal_graph")[0]
 
-        return np.asarray(tf.compat.v1.wrap_function(value, [])())
+        return tf.compat.v1.wrap_function(value, [])
 
     # ------------------------------------------------------------------ execution
     def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False, rule=None,
@@ -219,7 +219,7 @@ class OpGraph:
         if reference is not None and (capture_outputs or capture_inputs):
             raise TfsalError("expected no layer captures with a reference pass")
         graph = tf.compat.v1.get_default_graph()
-        n = tf.shape(x)[0]
+        n = tf.shape(x)[0]  # the images' rows, ahead of any reference rows
         if reference is not None:
             x = tf.concat([x, reference], axis=0)
         feeds = {name: graph.capture(handle) for name, handle in self._captures.items()}
@@ -356,7 +356,14 @@ def _ancestors(op) -> set:
     return seen
 
 
-def _after_decoding(analysis, argument):
+def _downstream_floats(argument) -> list:
+    """The float tensors computed from the input, in execution order."""
+    reached = _descendants([argument.op])
+    return [t for op in argument.graph.get_operations() if op in reached and op.type != "Const"
+            for t in op.outputs if t.dtype.is_floating]
+
+
+def _after_decoding(argument):
     """Ops downstream of an image-decoding op (None: no decode op in the outer graph, e.g.
     decoding inside a map_fn loop, whose outputs then count as decoded)."""
     decoders = [op for op in _descendants([argument.op]) if op.type in _DECODE_OPS]
@@ -385,9 +392,8 @@ def _find(graph, name, candidates, option: str) -> str:
         name_op, index = name, "0"
     else:
         name_op, index = name.rsplit(":", 1)
-    ops = {op.name: op for op in graph.get_operations()}
-    matches = [op for op_name, op in ops.items()
-               if op_name == name_op or op_name.endswith("/" + name_op)]
+    matches = [op for op in graph.get_operations()
+               if op.name == name_op or op.name.endswith("/" + name_op)]
     exact = [op for op in matches if op.name == name_op]
     matches = exact or matches
     if len(matches) == 1 and index.isdigit() and int(index) < len(matches[0].outputs):
