@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -72,26 +75,137 @@ def check_images(images) -> np.ndarray:
     return arr
 
 
-def load_image(path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, str | None]:
-    """Read a PNG/JPEG file as float32 RGB (H, W, 3) in [0, 1], optionally resized.
+DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's default Image.MAX_IMAGE_PIXELS (about 9459x9459)
+
+# Pillow's pixel limit is a module global: load_image raises it only while it decodes one file
+# whose limit is above Pillow's, and this lock keeps two such loads from restoring it out of order.
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def load_image(path, size: tuple[int, int] | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str | None]:
+    """Read an image file (PNG, JPEG, TIFF, BMP, GIF, WebP, ...) as float32 RGB (H, W, 3) in
+    [0, 1], optionally resized.
+
+    What each Pillow mode becomes:
+
+    - "RGB": pixel / 255, unchanged.
+    - 8-bit modes ("1", "L", "P", "LA", "PA", "RGBA", "CMYK", "YCbCr", "RGBX", ...): converted
+      to RGB by Pillow (alpha dropped, palette applied), then / 255.
+    - 16-bit grayscale ("I;16", "I;16B", "I;16L", "I;16N"): / 65535, gray copied to R, G, B.
+    - 32-bit integer grayscale ("I"): scaled by the integer type's range, as scikit-image's
+      `img_as_float` does. A TIFF's BitsPerSample and SampleFormat tags give the type: unsigned
+      N bits / (2**N - 1); signed N bits / (2**(N-1) - 1) with negative values clipped to 0.
+      Without those tags (e.g. a 16-bit PGM, which Pillow opens as "I") values in 0..65535
+      are read as 16-bit (/ 65535), others as signed 32-bit.
+    - float grayscale ("F"): kept as is when every finite value is in [0, 1], else scaled from
+      its own min..max to [0, 1]; NaN/inf become 0.
+
+    High-bit-depth images are resized as floats (no rounding to 8 bits). An EXIF orientation
+    (JPEG/TIFF/PNG/WebP) is applied first. The note says each step, e.g.
+    "rotated per EXIF orientation 6; converted 16-bit grayscale (I;16) to RGB, scaled 0..65535
+    to [0, 1]; resized 640x480 to 224x224".
 
     Args:
         path: the image file.
         size: (height, width) to resize to, or None to keep the file's size.
+        max_pixels: refuse files whose declared width * height exceeds this, before decoding
+            any pixels (a small file can declare a huge image: a "decompression bomb"). The
+            default is Pillow's own default limit; None means no limit. Pillow's global
+            `Image.MAX_IMAGE_PIXELS` is left as it was.
 
     Returns:
-        (image, note): note says what was converted or resized, else None.
+        (image, note): note says what was rotated, converted, scaled or resized, else None.
 
     Raises:
-        TfsalError: if the file is missing or not a readable image.
+        TfsalError: if the file is missing, too large for `max_pixels`, or cannot be decoded
+            for any reason (the message names the file and the cause).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
+    if max_pixels is not None and (isinstance(max_pixels, bool)
+                                   or not isinstance(max_pixels, (int, np.integer))
+                                   or max_pixels < 1):
+        raise TfsalError(f"expected max_pixels as a positive integer or None, received "
+                         f"{max_pixels!r}")
+    max_pixels = None if max_pixels is None else int(max_pixels)
     path = Path(path)
-    notes = []
     try:
-        with Image.open(path) as img:
-            img.load()
+        with _pillow_pixel_limit(Image, max_pixels):
+            return _decode(path, size, max_pixels)
+    except TfsalError:
+        raise
+    except FileNotFoundError:
+        raise TfsalError(f"expected an existing image file, received missing path {path}") from None
+    except Image.DecompressionBombError as exc:
+        raise TfsalError(f"expected an image of at most {max_pixels} pixels, received {path}, "
+                         f"which Pillow refused as a possible decompression bomb "
+                         f"({_first_line(exc)}); {_LIMIT_HINT}") from None
+    except Exception as exc:  # any decoder failure (also MemoryError) is this one file's failure
+        raise TfsalError(f"expected a readable image file, received {path} "
+                         f"({_first_line(exc)})") from None
+
+
+_LIMIT_HINT = ("if the file is trusted, raise the limit with max_pixels= (None for no limit) "
+               "in Python or --max-pixels on the command line")
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    text = lines[0][:200] if lines else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(Image, max_pixels: int | None):
+    """Let Pillow open images up to `max_pixels` (None: any size) while the block runs."""
+    with _PILLOW_LIMIT_LOCK:  # read the limit no other load_image has raised for the moment
+        current = Image.MAX_IMAGE_PIXELS
+    if current is None or (max_pixels is not None and max_pixels <= current):
+        yield  # Pillow's limit is no tighter than ours; load_image checks ours before decoding
+        return
+    with _PILLOW_LIMIT_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        try:
+            # a bigger limit than Pillow's was asked for: Pillow would refuse (2x) or warn (1x)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                Image.MAX_IMAGE_PIXELS = max_pixels
+                yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(path: Path, size, max_pixels: int | None) -> tuple[np.ndarray, str | None]:
+    from PIL import Image, ImageOps
+
+    notes = []
+    with Image.open(path) as img:
+        width, height = img.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise TfsalError(f"expected an image of at most {max_pixels} pixels, received {path} "
+                             f"declaring {width}x{height} = {width * height} pixels; "
+                             f"{_LIMIT_HINT}")
+        if width < 1 or height < 1:
+            raise TfsalError(f"expected an image of at least 1x1 pixels, received {path} "
+                             f"declaring {width}x{height}")
+        img.load()
+        orientation = _exif_orientation(img, notes)
+        if orientation is not None:
+            img = ImageOps.exif_transpose(img)
+            notes.append(f"rotated per EXIF orientation {orientation}")
+        if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
+            gray, note = _high_bit_gray(img)
+            notes.append(note)
+            if size is not None and gray.shape != tuple(size):
+                notes.append(f"resized {gray.shape[1]}x{gray.shape[0]} to {size[1]}x{size[0]}")
+                gray = np.asarray(Image.fromarray(gray.astype(np.float32))
+                                  .resize((size[1], size[0]), Image.BILINEAR))
+            gray = np.clip(gray, 0.0, 1.0).astype(np.float32)
+            arr = np.repeat(gray[..., None], 3, axis=-1)
+        else:
             if img.mode != "RGB":
                 notes.append(f"converted {img.mode} to RGB")
                 img = img.convert("RGB")
@@ -99,39 +213,77 @@ def load_image(path, size: tuple[int, int] | None = None) -> tuple[np.ndarray, s
                 notes.append(f"resized {img.width}x{img.height} to {size[1]}x{size[0]}")
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
             arr = np.asarray(img, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise TfsalError(f"expected an existing image file, received missing path {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise TfsalError(f"expected a readable PNG/JPEG image, received {path} ({exc})") from None
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise TfsalError(f"expected an RGB image, received {path} decoding to shape {arr.shape}")
     return arr, ("; ".join(notes) or None)
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+def _exif_orientation(img, notes: list[str]) -> int | None:
+    """The EXIF orientation 2..8 that needs a transpose, or None (1, absent or unreadable)."""
+    try:
+        value = img.getexif().get(0x0112)
+    except Exception:  # a broken EXIF block does not make the pixels unreadable
+        notes.append("ignored unreadable EXIF data")
+        return None
+    return value if isinstance(value, int) and 2 <= value <= 8 else None
 
 
-def find_images(inputs: list[Path]) -> list[tuple[Path, str]]:
-    """(file, output stem) of every image named, or found in a named folder (recursively,
-    sorted, by suffix). Stems of files in folders keep their sub-folders ("a__b__img"), and
-    repeated stems get a counter, so no two inputs share output names.
+def _high_bit_gray(img) -> tuple[np.ndarray, str]:
+    """A 16/32-bit integer or float grayscale image as float64 (H, W) in [0, 1], and a note."""
+    mode = img.mode
+    arr = np.asarray(img)
+    if mode in _SIXTEEN_BIT_MODES:
+        return (arr.astype(np.float64) / 65535.0,
+                f"converted 16-bit grayscale ({mode}) to RGB, scaled 0..65535 to [0, 1]")
+    if mode == "F":
+        return _float_gray(arr.astype(np.float64))
+    bits, signed = _tiff_integer_type(img)
+    if bits is None:  # no TIFF tags: 0..65535 is a 16-bit image, anything else a 32-bit one
+        in_16_bit = arr.size == 0 or (int(arr.min()) >= 0 and int(arr.max()) <= 65535)
+        bits, signed = (16, False) if in_16_bit else (32, True)
+    if not signed and bits == 32:
+        arr = arr.view(np.uint32)  # Pillow holds uint32 samples in int32 storage
+    top = 2 ** (bits - 1) - 1 if signed else 2 ** bits - 1
+    kind = "signed" if signed else "unsigned"
+    note = (f"converted {bits}-bit {kind} integer grayscale ({mode}) to RGB, "
+            f"scaled 0..{top} to [0, 1]")
+    arr = arr.astype(np.float64)
+    negative = int(np.count_nonzero(arr < 0))
+    if negative:
+        note += f", clipped {negative} negative values to 0"
+    return np.clip(arr / top, 0.0, 1.0), note
 
-    Raises:
-        TfsalError: if no image is named or found.
-    """
-    found = []
-    for item in inputs:
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*")
-                               if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-                found.append((path, "__".join(path.relative_to(item).with_suffix("").parts)))
-        else:
-            found.append((item, item.stem))
-    if not found:
-        raise TfsalError(f"expected image files or folders holding images "
-                         f"({', '.join(IMAGE_SUFFIXES)}), received none in "
-                         f"{[str(p) for p in inputs]}")
-    seen: dict[str, int] = {}
-    unique = []
-    for path, stem in found:  # two inputs with one name must not overwrite each other's maps
-        seen[stem] = seen.get(stem, 0) + 1
-        unique.append((path, stem if seen[stem] == 1 else f"{stem}_{seen[stem]}"))
-    return unique
+
+def _tiff_integer_type(img) -> tuple[int | None, bool]:
+    """(bits, signed) from a TIFF's BitsPerSample (258) and SampleFormat (339) tags, or
+    (None, False) without usable tags."""
+    tags = getattr(img, "tag_v2", None)
+    if tags is None:
+        return None, False
+    try:
+        bits, fmt = tags.get(258), tags.get(339, 1)
+        bits = bits[0] if isinstance(bits, tuple) else bits
+        fmt = fmt[0] if isinstance(fmt, tuple) else fmt
+    except Exception:  # malformed tags: fall back to the values' range
+        return None, False
+    if not isinstance(bits, int) or not 2 <= bits <= 32 or fmt not in (1, 2):
+        return None, False
+    return bits, fmt == 2
+
+
+def _float_gray(arr: np.ndarray) -> tuple[np.ndarray, str]:
+    finite = np.isfinite(arr)
+    bad = int(arr.size - np.count_nonzero(finite))
+    values = arr[finite]
+    note = "converted 32-bit float grayscale (F) to RGB"
+    if values.size and (values.min() < 0.0 or values.max() > 1.0):
+        lo, hi = float(values.min()), float(values.max())
+        out = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+        note += f", scaled its range {lo:.6g}..{hi:.6g} to [0, 1]"
+    else:
+        out = arr
+        note += ", kept its values in [0, 1]"
+    if bad:
+        out = np.where(finite, out, 0.0)
+        note += f", set {bad} NaN/inf values to 0"
+    return out, note
