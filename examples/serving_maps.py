@@ -6,8 +6,9 @@ The model directory may be a SavedModel or TF Serving's layout (<model>/<version
 version unless --version). Signatures taking encoded image bytes work too: tfsal feeds the
 decoded image tensor inside the graph (--input-tensor to name it). A softmax at the end of the
 graph is found and its logits used. Every image suffix the CLI takes is read, in batches, so
-folders of any size fit in memory; files in sub-folders keep their folder in the output name;
-an unreadable file is recorded in the summary and skipped. Each map is written as .npy and .png.
+folders of any size fit in memory; the maps mirror the folder (photos/a/b.jpg ->
+maps/a/b.jpg.npy and .png), so no two images share a name; an unreadable file is recorded in the
+summary and skipped.
 """
 
 import argparse
@@ -20,7 +21,8 @@ import tfsal
 from tfsal import visualize
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
-from tfsal.images import find_images, load_image
+from tfsal.images import load_image
+from tfsal.runs import find_inputs
 
 
 def main(argv=None):
@@ -41,28 +43,29 @@ def main(argv=None):
                              signature=args.signature, output_key=args.output_key,
                              input_tensor=args.input_tensor, version=args.version)
     method = tfsal.METHODS[args.method]
-    files = find_images([args.images])
-    summary = {"model": repr(model), "method": args.method, "maps": [], "failed": []}
-    for start in range(0, len(files), args.batch_size):
+    inputs, problems = find_inputs([args.images], args.out)  # args.out is never read
+    summary = {"model": repr(model), "method": args.method, "maps": [],
+               "failed": [problem.entry() for problem in problems]}
+    for start in range(0, len(inputs), args.batch_size):
         batch, kept = [], []
-        for path, stem in files[start:start + args.batch_size]:
+        for item in inputs[start:start + args.batch_size]:
             try:
-                batch.append(load_image(path, model.input_size)[0])
-                kept.append((path, stem))
+                batch.append(load_image(item.path, model.input_size)[0])
+                kept.append(item)
             except TfsalError as exc:
-                summary["failed"].append({"image": str(path), "error": str(exc)})
+                summary["failed"].append({"image": item.path, "error": str(exc)})
         if not batch:
             continue
         images = np.stack(batch)
         probabilities = model.predict(images, score="probability")
         targets = probabilities.argmax(axis=1).astype(np.int32)
         maps = method(model, images, targets)
-        for (path, stem), image, attribution, target, p in zip(kept, images, maps, targets,
-                                                               probabilities):
-            npy = save_npy(attribution, args.out / f"{stem}.npy")
+        for item, image, attribution, target, p in zip(kept, images, maps, targets,
+                                                       probabilities):
+            npy = save_npy(attribution, args.out / f"{item.key}.npy")
             png = visualize.save_png(visualize.render(image, attribution),
-                                     args.out / f"{stem}.png")
-            summary["maps"].append({"image": str(path), "target": int(target),
+                                     args.out / f"{item.key}.png")
+            summary["maps"].append({"image": item.path, "target": int(target),
                                     "probability": round(float(p[target]), 4),
                                     "files": [str(npy), str(png)]})
     save_json(summary, args.out / "summary.json")

@@ -54,11 +54,18 @@ def test_explain_writes_png_and_npy_per_image_method_and_target(model_file, imag
     assert all(len(t) == 2 for t in top.values())  # two different classes per image
 
 
+def _run_folder(out):
+    return Path(json.loads((out / "summary.json").read_text())["run_folder"])
+
+
 def test_explain_with_a_class_index(model_file, image_files, tmp_path):
     out = tmp_path / "out"
     assert main(["explain", str(image_files[0]), "--model", str(model_file), "--target", "3",
                  "--out", str(out)]) == 0
-    assert (out / "img0_vanilla_class3.npy").exists() and (out / "img0_vanilla_class3.png").exists()
+    run = _run_folder(out)
+    assert run.parent == out and run.name.startswith("toy-")
+    assert (run / "img0.png.vanilla.class3.npy").exists()
+    assert (run / "img0.png.vanilla.class3.png").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -117,12 +124,13 @@ def test_folder_run_skips_bad_files_writes_the_rest_and_changes_no_input(model_f
     summary = json.loads((out / "summary.json").read_text())
     failed = sorted(Path(f["image"]).name for f in summary["failed"])
     assert failed == ["empty.png", "text.png", "truncated.jpg"]
-    stems = sorted(Path(m["files"][0]).stem for m in summary["maps"])
-    assert stems == ["a__one_vanilla_class1", "a__two_vanilla_class1", "b__three_vanilla_class1",
-                     "four_vanilla_class1"]
+    run = Path(summary["run_folder"])
+    names = sorted(str(Path(m["files"][0]).relative_to(run)) for m in summary["maps"])
+    assert names == ["a/one.png.vanilla.class1.npy", "a/two.jpg.vanilla.class1.npy",
+                     "b/three.png.vanilla.class1.npy", "four.png.vanilla.class1.npy"]
     assert all(m["status"] == "written" and Path(m["files"][1]).exists()
                for m in summary["maps"])
-    assert not list(out.glob("*.tmp")) and not list(out.glob(".*.tmp"))
+    assert not list(out.rglob("*.tmp"))
     assert _digests(folder) == before
 
 
@@ -131,15 +139,15 @@ def test_folder_run_resumes_and_overwrite_recomputes(model_file, folder, tmp_pat
     args = ["explain", str(folder), "--model", str(model_file), "--out", str(out),
             "--target", "2"]
     main(args)
-    victim = out / "four_vanilla_class2.npy"
+    victim = _run_folder(out) / "four.png.vanilla.class2.npy"
     victim.unlink()
-    untouched = out / "a__one_vanilla_class2.npy"
+    untouched = _run_folder(out) / "a" / "one.png.vanilla.class2.npy"
     stamp = untouched.stat().st_mtime_ns
     main(args)  # resume: only the missing map is computed
     status = {Path(m["files"][0]).name: m["status"]
               for m in json.loads((out / "summary.json").read_text())["maps"]}
-    assert status["four_vanilla_class2.npy"] == "written" and victim.exists()
-    assert status["a__one_vanilla_class2.npy"] == "existing"
+    assert status["four.png.vanilla.class2.npy"] == "written" and victim.exists()
+    assert status["one.png.vanilla.class2.npy"] == "existing"
     assert untouched.stat().st_mtime_ns == stamp
     main(args + ["--overwrite"])
     assert untouched.stat().st_mtime_ns != stamp
@@ -166,7 +174,8 @@ def test_an_interrupted_run_leaves_no_partial_file_and_resumes(model_file, folde
     with pytest.raises(KeyboardInterrupt):
         main(args)
     monkeypatch.setattr(tfsal.files.np, "save", real)
-    assert len(list(out.glob("*.npy"))) == 2 and not list(out.glob(".*.tmp"))
+    assert len(list(out.rglob("*.npy"))) == 2 and not list(out.rglob("*.tmp"))
+    assert json.loads((out / "summary.json").read_text())["finished"] is False
     main(args)
     maps = json.loads((out / "summary.json").read_text())["maps"]
     assert [m["status"] for m in maps].count("existing") == 2 and len(maps) == 4

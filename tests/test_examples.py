@@ -65,12 +65,12 @@ def test_serving_maps_explains_a_folder_in_batches(serving_dir, tmp_path):
                                          "--batch-size", "2", "--out", str(out)])
     assert len(summary["maps"]) == 5 and len(summary["failed"]) == 1
     assert json.loads((out / "summary.json").read_text()) == summary
-    files = {Path(f).name for e in summary["maps"] for f in e["files"]}
-    assert {"p0.npy", "sub__p0.npy", "p1.png", "p2.png", "p4.png"} <= files  # no overwrite
+    files = {str(Path(f).relative_to(out)) for e in summary["maps"] for f in e["files"]}
+    assert {"p0.png.npy", "sub/p0.png.npy", "p1.jpeg.png", "p2.bmp.png", "p4.PNG.npy"} <= files
     keras_model = tfsal.Model(model)
-    for stem, name in (("p0", "p0.png"), ("sub__p0", "sub/p0.png")):
+    for name in ("p0.png", "sub/p0.png"):
         image = np.asarray(Image.open(photos / name), np.float32)[None] / 255
-        entry = next(e for e in summary["maps"] if Path(e["files"][0]).stem == stem)
+        entry = next(e for e in summary["maps"] if e["image"] == str(photos / name))
         np.testing.assert_allclose(np.load(entry["files"][0]),
                                    tfsal.vanilla_gradient(keras_model, image)[0], atol=1e-5)
         # the softmax export's probabilities are the Keras model's, not a softmax of them

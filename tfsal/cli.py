@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -10,8 +11,6 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
-from tfsal.images import find_images
-from tfsal.progress import progress_bar
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
@@ -22,11 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from tfsal.runs import OutputError, shown
+
     try:
         return args.run(args)
     except TfsalError as exc:
-        print(f"tfsal: error: {exc}", file=sys.stderr)
+        print(f"tfsal: error: {shown(exc)}", file=sys.stderr)
         return 2
+    except OutputError as exc:
+        print(f"tfsal: error: {shown(exc)}", file=sys.stderr)
+        return 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +47,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="class index, or top1 / top2 (the model's best classes)")
     explain.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
     explain.add_argument("--overwrite", action="store_true",
-                         help="recompute maps whose files exist (default: resume, skip them)")
+                         help="recompute maps whose files exist (default: resume, keeping maps "
+                              "made from the same input bytes with the same model and settings)")
+    explain.add_argument("--max-pixels", type=int, default=None,
+                         help="refuse images larger than this many pixels (default: Pillow's "
+                              "decompression-bomb limit, about 89 million; 0: no limit)")
     explain.set_defaults(run=_explain)
 
     nonlinear = sub.add_parser("nonlinear", help="nonlinear saliency maps and the paper's figures")
@@ -177,96 +185,85 @@ def _method_names(requested: list[str] | None) -> list[str]:
 
 
 def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
-    """One (N,) target array per requested rank or the given class index."""
-    if spec in ("top1", "top2"):
-        order = np.argsort(-model.predict(images), axis=1)
-        return [order[:, k].astype(np.int32) for k in range(int(spec[-1]))]
-    try:
-        index = int(spec)
-    except ValueError:
-        raise TfsalError(f"expected --target a class index, top1 or top2, received {spec!r}") \
-            from None
-    return [model.resolve_targets(images, index)]
+    from tfsal.runs import targets_for
+
+    return targets_for(model, images, spec)
 
 
 def _explain(args) -> int:
-    """Maps for every image, batch by batch: unreadable files are reported and skipped, maps
-    already on disk are kept (resume) unless --overwrite, every file is written atomically."""
-    model = _load(args)
+    """Maps for every image, batch by batch, into a run folder of OUT (`tfsal.runs`): failures
+    are reported and skipped, maps already made from the same input and settings are kept
+    (resume) unless --overwrite, every file is written atomically. OUT and the inputs are
+    checked before the model is loaded."""
+    from tfsal import runs
+
+    out = runs.check_out(args.out)
     names = _method_names(args.method)
-    files = find_images(args.images)
-    summary = {"model": repr(model), "source": str(args.model), "methods": names,
-               "target": args.target, "maps": [], "failed": [], "skipped": []}
-    batches = range(0, len(files), model.batch_size)
-    for start in progress_bar(batches, len(files) > model.batch_size, "explain"):
-        _explain_batch(args, model, names, files[start:start + model.batch_size], summary)
-        save_json(summary, args.out / "summary.json")  # after every batch: progress survives
-    written = sum(entry["status"] == "written" for entry in summary["maps"])
-    existing = len(summary["maps"]) - written
-    for entry in summary["skipped"]:
-        print(f"skipped {entry['method']}: {entry['reason']}")
-    print(f"{len(files)} image(s): wrote {written} map(s), kept {existing} existing, "
-          f"{len(summary['failed'])} unreadable file(s) skipped, {len(summary['skipped'])} "
-          f"method(s) skipped; see {args.out / 'summary.json'}")
-    requested_failed = bool(summary["skipped"]) and "all" not in (args.method or [])
-    return 1 if summary["failed"] or requested_failed else 0
+    inputs, problems = runs.find_inputs(args.images, out)
+    model = _load(args)
+    methods = {name: _method_with_options(name, args.layer) for name in names}
+    run = runs.RunFolder(out, model.name, runs.run_fingerprint(model, args.target), inputs)
+    summary = runs.Summary({"model": repr(model), "source": str(args.model),
+                            "run_folder": str(run.path), "fingerprint": run.fingerprint,
+                            "methods": names, "target": args.target})
+    for problem in problems:
+        summary.failed.append(problem.entry())
+        _report(f"{runs.shown(problem.path)}: skipped: {problem.reason}", error=True)
+    finished = False
+    try:
+        runs.explain_files(model, inputs, methods, out=out, run=run, summary=summary,
+                           target_rule=args.target, overwrite=args.overwrite,
+                           image_options=_image_options(args), report=_report)
+        finished = True
+    finally:
+        _write_summary(summary, out, finished)
+    for entry in summary.skipped:
+        _report(f"skipped {entry['method']}: {entry['reason']}")
+    counts = summary.counts
+    _report(f"{len(inputs) + len(problems)} image file(s): wrote {counts['written']} map(s), "
+            f"kept {counts['existing']} existing, {len(summary.failed)} file(s) failed, "
+            f"{len(summary.skipped)} method(s) skipped; see {runs.shown(out / 'summary.json')}")
+    requested_failed = bool(summary.skipped) and "all" not in (args.method or [])
+    return 1 if summary.failed or requested_failed else 0
 
 
-def _explain_batch(args, model, names, batch, summary) -> None:
-    from tfsal import visualize
-    from tfsal.images import load_image
-    from tfsal.methods import METHODS
+def _write_summary(summary, out: Path, finished: bool) -> None:
+    """summary.json, once at the end; after a failure or an interruption too, as far as the
+    disk allows (the error that stopped the run is the one reported)."""
+    from tfsal.runs import OutputError
 
-    loaded, kept = [], []
-    for path, stem in batch:
-        try:
-            image, note = load_image(path, model.input_size)
-        except TfsalError as exc:
-            summary["failed"].append({"image": str(path), "error": str(exc)})
-            print(f"{path}: skipped: {exc}", file=sys.stderr)
-            continue
-        if note:
-            print(f"{path}: {note}")
-        loaded.append(image)
-        kept.append((path, stem))
-    if not loaded:
-        return
-    if len({im.shape for im in loaded}) > 1:  # a model without a fixed input size
-        raise TfsalError("expected images of one size for a model without a fixed input size, "
-                         f"received sizes {sorted({im.shape[:2] for im in loaded})}")
-    images = np.stack(loaded)
-    for targets in _targets(model, images, args.target):
-        for name in names:
-            if any(entry["method"] == name for entry in summary["skipped"]):
-                continue
-            stems = [f"{stem}_{name}_class{int(t)}" for (_, stem), t in zip(kept, targets)]
-            todo = [i for i, s in enumerate(stems) if args.overwrite
-                    or not all(f.exists() for f in _map_files(args.out, s))]
-            try:
-                maps = _run_method(METHODS[name], model, images[todo], targets[todo],
-                                   args.layer) if todo else []
-            except TfsalError as exc:  # e.g. CAM on a model without a GAP + dense head
-                summary["skipped"].append({"method": name, "reason": str(exc)})
-                continue
-            computed = dict(zip(todo, maps))
-            for i, ((path, _), target) in enumerate(zip(kept, targets)):
-                npy, png = _map_files(args.out, stems[i])
-                if i in computed:
-                    save_npy(computed[i], npy)
-                    visualize.save_png(visualize.render(images[i], computed[i]), png)
-                summary["maps"].append({
-                    "image": str(path), "method": name, "target": int(target),
-                    "label": _label(model, target), "files": [str(npy), str(png)],
-                    "status": "written" if i in computed else "existing"})
+    try:
+        summary.write(out / "summary.json", finished=finished)
+    except OSError as exc:
+        if finished:
+            raise OutputError(f"could not write {out / 'summary.json'}: "
+                              f"{exc.strerror or exc}") from None
+    finally:
+        summary.close()
 
 
-def _run_method(method, model, images, targets, layer):
-    """The method's maps; `layer` goes to the methods that take one (Grad-CAM's family)."""
+def _image_options(args) -> dict:
+    if args.max_pixels is None:
+        return {}
+    return {"max_pixels": None if args.max_pixels == 0 else args.max_pixels}
+
+
+def _method_with_options(name: str, layer):
+    """(method, options): `--layer` goes to the methods that take one (Grad-CAM's family)."""
     import inspect
 
+    from tfsal.methods import METHODS
+
+    method = METHODS[name]
     takes_layer = "layer" in inspect.signature(method).parameters
-    options = {"layer": _layer(layer)} if layer is not None and takes_layer else {}
-    return method(model, images, targets, **options)
+    return method, ({"layer": _layer(layer)} if layer is not None and takes_layer else {})
+
+
+def _report(text: str, error: bool = False) -> None:
+    """Print a line; names that are not UTF-8 are escaped, never a UnicodeEncodeError."""
+    from tfsal.runs import shown
+
+    print(shown(text), file=sys.stderr if error else sys.stdout)
 
 
 def _layer(text: str):
@@ -277,8 +274,17 @@ def _layer(text: str):
         return text
 
 
-def _map_files(out: Path, stem: str) -> tuple[Path, Path]:
-    return out / f"{stem}.npy", out / f"{stem}.png"
+def _image_paths(named: list[Path], out: Path) -> list[str]:
+    """The image files named or found in folders named (OUT excluded); any file that cannot be
+    read is an error here, where every image is needed."""
+    from tfsal.runs import find_inputs
+
+    inputs, problems = find_inputs(named, Path(os.path.abspath(out)))
+    if problems:
+        raise TfsalError(f"expected readable image files, received {problems[0].path} "
+                         f"({problems[0].reason})" + (f" and {len(problems) - 1} more"
+                                                      if len(problems) > 1 else ""))
+    return [item.path for item in inputs]
 
 
 def _load_images(paths: list[Path], size) -> np.ndarray:
@@ -350,7 +356,7 @@ def _evaluate(args) -> int:
             model, methods, n_train=args.n_train, n_test=args.generated, epochs=args.epochs,
             repeats=args.repeats, out=args.out))
     if args.images:
-        images = _load_images([path for path, _ in find_images(args.images)], model.input_size)
+        images = _load_images(_image_paths(args.images, args.out), model.input_size)
         masks = None
     else:
         if args.generated < 1 or model.input_size is None:
@@ -397,9 +403,10 @@ def _reproduce_images(args, model):
     from tfsal.reproduce.run import Images
 
     if args.images is not None:
-        files = find_images([args.images])
-        return Images(_load_images([p for p, _ in files], model.input_size),
-                      tuple(stem for _, stem in files))
+        paths = _image_paths([args.images], args.out)
+        return Images(_load_images(paths, model.input_size),
+                      tuple(os.path.splitext(os.path.relpath(p, args.images))[0]
+                            .replace(os.sep, "__") for p in paths))
     if model.name in zoo.available():
         if args.n_images < 1:
             raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
