@@ -195,9 +195,9 @@ def test_a_known_hub_handle_gets_its_classes_and_input_size(tmp_path, monkeypatc
 
     tf.saved_model.save(HubLikeClassifier(), str(tmp_path / "hub_like"), signatures={})
     handle = "https://tfhub.dev/google/imagenet/mobilenet_v2_100_224/classification/5"
-    requested = []
-    monkeypatch.setattr(hub, "load", lambda h: requested.append(h)
-                        or tf.saved_model.load(str(tmp_path / "hub_like")))
+    requested = []  # the handle is resolved (downloaded) to a directory, scanned, loaded
+    monkeypatch.setattr(hub, "resolve", lambda h: requested.append(h)
+                        or str(tmp_path / "hub_like"))
     model = tfsal.load_model(f"hub:{handle}")
     assert requested == [handle] and model.name == f"hub:{handle}"
     assert model.input_size == (224, 224) and model.num_classes == 1001

@@ -372,8 +372,9 @@ def test_cli_skips_inapplicable_methods_and_runs_the_rest(tmp_path, probe, capsy
     # a method asked for by name that does not apply is an error status, the rest still ran
     assert main(["explain", str(tmp_path / "p.png"), "--model", str(source), "--method", "cam",
                  "--method", "vanilla", "--out", str(tmp_path / "named")]) == 1
-    assert (tmp_path / "named" / "p_vanilla_class0.npy").exists() or any(
-        (tmp_path / "named").glob("p_vanilla_class*.npy"))
+    named = json.loads((tmp_path / "named" / "summary.json").read_text())
+    assert [m["method"] for m in named["maps"]] == ["vanilla"]
+    assert Path(named["maps"][0]["files"][0]).exists()
 
 
 def test_cli_nonlinear_on_a_softmax_export_matches_the_keras_file(tmp_path, forms, probe):
@@ -422,7 +423,8 @@ def test_cli_two_output_export_with_output_key(tmp_path, forms, probe):
                      "--output-key", key, "--method", "guided_backprop", "--target", "2",
                      "--out", str(out)]) == 0
         expected = tfsal.guided_backprop(tfsal.Model(user), image, 2)[0]
-        got = np.load(out / "p_guided_backprop_class2.npy")
+        maps = json.loads((out / "summary.json").read_text())["maps"]
+        got = np.load(maps[0]["files"][0])
         if key == "logits":  # log-probabilities: the logits' gradient minus the softmax mix
             assert got.shape == expected.shape and np.isfinite(got).all()
         else:

@@ -5,6 +5,13 @@ model (`tfsal.hub_models`: the `keras.applications` model with its ImageNet weig
 `.keras` / `.h5` file, a SavedModel directory (also TF Serving's `<model>/<version>/` layout),
 or "hub:<handle>" for a TF-Hub model (URL or local directory, through `tensorflow_hub.load`).
 
+Loading is contained by default (`safe_mode=True`): Keras safe mode for model files (no
+arbitrary code such as Lambda layers), and for SavedModels and hub handles a scan of
+`saved_model.pb` before anything runs (`tfsal.containment`): a graph whose signatures or resource
+initialisers call ops that touch files, the network or processes (`tf.io.write_file`,
+`tf.io.read_file`, `tf.py_function`, ...) is refused. The scan is repeated on the loaded function
+tfsal calls. Custom Keras classes come from `custom_objects` (see `custom_objects_from`).
+
 A loaded SavedModel or hub object becomes a `tfsal.opgraph.OpGraph`: the graph of one of its
 signatures (or of the object's `__call__`), inlined once and imported by name into each compiled
 function, so every method works on it, backward rules and layer maps included. A signature that
@@ -13,13 +20,21 @@ takes encoded image bytes is fed at its decoded float image tensor (`input_tenso
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import inspect
+import json
+import re
 import socket
+import sys
 import urllib.parse
+import warnings
+import zipfile
 from pathlib import Path
 
 import tensorflow as tf
 
-from tfsal import hub_models
+from tfsal import containment, hub_models
 from tfsal.errors import TfsalError
 from tfsal.model import Model
 from tfsal.opgraph import OpGraph
@@ -29,9 +44,10 @@ DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default key; Keras' export
 PROBE_TIMEOUT = 10.0  # seconds to wait for the weights server before calling it offline
 
 # Options that apply to some kinds of source only, with their defaults; safe_mode is left out
-# because it only ever forbids something.
+# because it only ever forbids something (Keras files, SavedModels and hub handles).
 _SOURCE_OPTIONS = {"weights": "imagenet", "download": True, "signature": None,
-                   "output_key": None, "version": None, "input_tensor": None}
+                   "output_key": None, "version": None, "input_tensor": None,
+                   "custom_objects": None}
 _GRAPH_OPTIONS = ("signature", "output_key", "input_tensor")
 
 
@@ -47,7 +63,8 @@ def as_model(model, **kwargs) -> Model:
 
 def load_model(source, *, preprocess="auto", score="logit", output="auto", batch_size=32,
                class_names=None, safe_mode=True, weights="imagenet", download=True,
-               signature=None, output_key=None, version=None, input_tensor=None) -> Model:
+               signature=None, output_key=None, version=None, input_tensor=None,
+               custom_objects=None) -> Model:
     """Load or wrap a classifier as a `tfsal.Model`.
 
     Args:
@@ -65,7 +82,11 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         batch_size: images per compiled call.
         class_names: class names (default: a named model's own; for the TF-Hub handles in the
             ImageNet specs, "background" followed by the 1000 ImageNet names).
-        safe_mode: Keras safe mode for `.keras` files (refuses arbitrary code such as Lambda).
+        safe_mode: True (default) refuses a model that can do more than compute: a `.keras` /
+            `.h5` file needing arbitrary code (Keras safe mode: Lambda layers), and a
+            SavedModel or hub handle whose graph calls ops that touch files, the network or
+            processes (`tfsal.containment`; checked before anything is loaded). False loads
+            it (with a warning naming such ops): only for models you trust.
         weights: ImageNet names only: "imagenet" (from the Keras cache, downloaded by Keras
             if missing), None (untrained architecture) or the path of a weights file.
         download: ImageNet names only: False never touches the network.
@@ -76,6 +97,10 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         input_tensor: SavedModel / hub only: the name of the float image tensor to feed (for
             signatures taking encoded image bytes; default: the first float (N, H, W, 3)
             tensor after the decoding).
+        custom_objects: `.keras` / `.h5` files only: a dict name -> class or function for the
+            custom layers (and functions) the file needs, as for `keras.models.load_model`
+            (`custom_objects_from(module)` builds one from a module or .py file). A class
+            registered under a package ("package>Name") is found by its plain name too.
 
     Returns:
         a `tfsal.Model`.
@@ -83,8 +108,9 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
     Raises:
         TfsalError: for an unknown name, a missing path, an unloadable file, ImageNet weights
             that are neither cached nor downloadable, a signature without an image input (or a
-            bytes signature whose decoded image cannot be found), or an option that does not
-            apply to the source.
+            bytes signature whose decoded image cannot be found), an option that does not
+            apply to the source, a Keras file needing a class that is neither registered nor
+            in `custom_objects`, or (safe mode) a model that can do more than compute.
 
     Example:
         >>> model = tfsal.load_model("xception")  # keras.applications, ImageNet weights
@@ -96,7 +122,8 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         return source
     common = dict(score=score, output=output, batch_size=batch_size)
     given = dict(weights=weights, download=download, signature=signature,
-                 output_key=output_key, version=version, input_tensor=input_tensor)
+                 output_key=output_key, version=version, input_tensor=input_tensor,
+                 custom_objects=custom_objects)
     pre = None if preprocess == "auto" else preprocess
     if isinstance(source, keras.Model):
         _check_options("a Keras model", given)
@@ -105,7 +132,7 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         raise TfsalError("expected a tfsal.Model, a keras.Model, a model name, a path or "
                          f"'hub:<handle>', received {type(source).__name__}")
     if isinstance(source, str):
-        named = _load_named(source, preprocess, class_names, given, common)
+        named = _load_named(source, preprocess, class_names, safe_mode, given, common)
         if named is not None:
             return named
     return _load_path(Path(source), pre, class_names, safe_mode, given, common)
@@ -124,13 +151,14 @@ def _is_default(value, default) -> bool:
     return value is default or (type(value) is type(default) and value == default)
 
 
-def _load_named(source: str, preprocess, class_names, given, common) -> Model | None:
+def _load_named(source: str, preprocess, class_names, safe_mode, given,
+                common) -> Model | None:
     """A hub handle, built-in or ImageNet model name as a `Model`; None for anything else."""
     from tfsal import zoo
 
     if source.startswith(HUB_PREFIX):
         _check_options("a TF-Hub handle", given, _GRAPH_OPTIONS)
-        return _load_hub(source, preprocess, class_names, given, common)
+        return _load_hub(source, preprocess, class_names, safe_mode, given, common)
     if source in zoo.available():
         _check_options("a built-in model", given)
         info = zoo.info(source)
@@ -158,13 +186,16 @@ def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) ->
     if found is not None:
         _check_options("a SavedModel directory", given, _GRAPH_OPTIONS + ("version",))
         directory, name = found
-        loaded = _restore(lambda: tf.saved_model.load(str(directory)), "a loadable SavedModel",
-                          directory)
-        graph = _loaded_graph(loaded, given, str(directory))
+        what = "a loadable SavedModel"
+        _contain(_restore(lambda: containment.scan_saved_model(directory), what, directory),
+                 str(directory), safe_mode)
+        loaded = _restore(lambda: tf.saved_model.load(str(directory)), what, directory)
+        graph = _loaded_graph(loaded, given, str(directory), safe_mode=safe_mode)
         return Model(graph, preprocess=preprocess, class_names=class_names, name=name, **common)
     if is_file and path.suffix in (".keras", ".h5"):
-        _check_options("a Keras model file", given)
-        return _load_keras_file(path, preprocess, class_names, safe_mode, common)
+        _check_options("a Keras model file", given, ("custom_objects",))
+        return _load_keras_file(path, preprocess, class_names, safe_mode,
+                                given["custom_objects"], common)
     from tfsal import zoo
 
     raise TfsalError(f"expected a built-in model name {list(zoo.available())}, an ImageNet model "
@@ -172,17 +203,164 @@ def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) ->
                      f"directory or 'hub:<handle>', received {str(path)!r}")
 
 
-def _load_keras_file(path: Path, preprocess, class_names, safe_mode, common) -> Model:
+def _load_keras_file(path: Path, preprocess, class_names, safe_mode, custom_objects,
+                     common) -> Model:
     import keras
 
+    objects = _keras_custom_objects(path, custom_objects)
     try:
-        loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False)
+        loaded = keras.models.load_model(path, safe_mode=safe_mode, compile=False,
+                                         custom_objects=objects)
     except Exception as exc:  # Keras raises many types; one clear message for all
-        hint = " (it may need safe_mode=False / --unsafe-load)" if safe_mode else ""
-        raise TfsalError(f"expected a loadable Keras model file, received {path}: "
-                         f"{exc}{hint}") from exc
+        raise _keras_error(path, exc, safe_mode) from exc
     return Model(loaded, preprocess=preprocess, class_names=class_names, name=path.stem,
                  **common)
+
+
+# Keras 3 ("Could not locate class 'X'") and legacy .h5 ("Unknown layer: 'X'") messages.
+_MISSING = (re.compile(r"Could not locate (class|function) '([^']+)'"),
+            re.compile(r"Unknown (\w+): '([^']+)'"))
+_DUMPS = ("Full object config:", "\n\nconfig=")  # Keras appends whole configs
+
+
+def _keras_error(path: Path, exc: Exception, safe_mode) -> TfsalError:
+    """A short TfsalError for a Keras loading failure: the missing custom class named, the
+    safe-mode hint only where safe mode refused something, no config dumps."""
+    chain, seen = [], exc
+    while seen is not None and len(chain) < 8:
+        chain.append(str(seen))
+        seen = seen.__cause__ or seen.__context__
+    text = "\n".join(chain)
+    for pattern in _MISSING:
+        missing = pattern.search(text)
+        if missing:
+            kind = "function" if missing.group(1) == "function" else "class"
+            name = missing.group(2)
+            short = name.rsplit(">", 1)[-1]
+            plural = "functions" if kind == "function" else "classes"
+            return TfsalError(
+                f"expected a Keras model file whose {plural} are all known, received {path} "
+                f"needing the unregistered {kind} {name!r}: "
+                f"pass custom_objects={{{short!r}: {short}}} (command line: --custom-objects "
+                f"MODULE, a module or .py file defining it)")
+    message = str(exc)
+    if "Exception encountered: " in message:  # Keras wraps the cause in a config dump
+        message = message.split("Exception encountered: ", 1)[1]
+    for dump in _DUMPS:
+        message = message.split(dump, 1)[0]
+    message = " ".join(message.split()) or type(exc).__name__
+    if len(message) > 300:
+        message = message[:300] + "…"
+    hint = " (it may need safe_mode=False / --unsafe-load, only if you trust the file)" \
+        if safe_mode and "safe_mode" in text else ""
+    return TfsalError(f"expected a loadable Keras model file, received {path}: "
+                      f"{message}{hint}")
+
+
+def _keras_custom_objects(path: Path, custom_objects) -> dict | None:
+    """`custom_objects`, checked, plus the registered names ("package>Name") under which the
+    file's config refers to the classes given by plain name."""
+    if custom_objects is None:
+        return None
+    if not isinstance(custom_objects, dict) or not all(isinstance(k, str)
+                                                       for k in custom_objects):
+        raise TfsalError(f"expected custom_objects a dict name -> class or function, received "
+                         f"{type(custom_objects).__name__}")
+    objects = dict(custom_objects)
+    for registered in _registered_names(path):
+        short = registered.rsplit(">", 1)[-1]
+        if registered not in objects and short in objects:
+            objects[registered] = objects[short]
+    return objects
+
+
+def _registered_names(path: Path) -> set[str]:
+    """The "package>Name" registered names in a `.keras` file's config (none for others:
+    legacy `.h5` files name classes as they were registered)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return set()  # not a .keras archive: Keras reports it
+    found, stack = set(), [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            names = [item.get("registered_name")]
+            if item.get("class_name") == "function":  # a function's name is its config
+                names.append(item.get("config"))
+            found.update(n for n in names if isinstance(n, str) and ">" in n)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
+
+
+def custom_objects_from(module: str) -> dict:
+    """The public classes and functions of a module, by name: `custom_objects` for
+    `load_model`.
+
+    Args:
+        module: a dotted module name ("my_package.layers") or the path of a `.py` file.
+            Importing it runs its code (its `@keras.saving.register_keras_serializable`
+            decorators too): only for code you trust.
+
+    Returns:
+        a dict name -> class or function: the names in the module's `__all__` if it has one,
+        else its public classes and functions defined in it (or in its submodules).
+
+    Raises:
+        TfsalError: for a missing module or file, or one that fails to import.
+    """
+    text = str(module)
+    if text.endswith(".py") or "/" in text or "\\" in text:
+        loaded = _import_file(Path(text))
+    else:
+        loaded = _import_module(text)
+    names = getattr(loaded, "__all__", None)
+    if names is None:
+        names = [n for n, obj in vars(loaded).items()
+                 if not n.startswith("_") and _defined_in(obj, loaded.__name__)]
+    found = {n: getattr(loaded, n, None) for n in names}
+    return {n: obj for n, obj in found.items()
+            if inspect.isclass(obj) or inspect.isfunction(obj)}
+
+
+def _defined_in(obj, module: str) -> bool:
+    """Whether `obj` was defined in `module` or one of its submodules (not imported)."""
+    home = getattr(obj, "__module__", None)
+    return isinstance(home, str) and (home == module or home.startswith(module + "."))
+
+
+def _import_file(path: Path):
+    if not path.is_file() or path.suffix != ".py":
+        raise TfsalError(f"expected a module name or the path of an existing .py file, "
+                         f"received {str(path)!r}")
+    name = "tfsal_custom_objects_" + re.sub(r"\W", "_", path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    loaded = importlib.util.module_from_spec(spec)
+    sys.modules[name] = loaded  # as a normal import does (dataclasses, pickling need it)
+    try:
+        spec.loader.exec_module(loaded)
+    except Exception as exc:  # anything the module's code raises
+        sys.modules.pop(name, None)
+        raise TfsalError(f"expected a .py file that imports cleanly, received {path}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return loaded
+
+
+def _import_module(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
+            raise TfsalError(f"expected an importable module name or the path of a .py file, "
+                             f"received {name!r} (no module named {exc.name!r})") from exc
+        raise TfsalError(f"expected a module that imports cleanly, received {name!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    except Exception as exc:  # anything the module's code raises
+        raise TfsalError(f"expected a module that imports cleanly, received {name!r}: "
+                         f"{type(exc).__name__}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------- ImageNet models
@@ -293,8 +471,9 @@ def _restore(load, what: str, where):
             from exc
 
 
-def _load_hub(source: str, preprocess, class_names, given, common) -> Model:
-    """'hub:<handle>' through `tensorflow_hub.load` (imported here only: it pulls in tf-keras)."""
+def _load_hub(source: str, preprocess, class_names, safe_mode, given, common) -> Model:
+    """'hub:<handle>' through `tensorflow_hub` (imported here only: it pulls in tf-keras): the
+    handle resolved to a local directory (downloaded and cached for a URL), scanned, loaded."""
     handle = source[len(HUB_PREFIX):].strip()
     if not handle:
         raise TfsalError(f"expected a URL or a directory after {HUB_PREFIX!r}, received "
@@ -304,9 +483,13 @@ def _load_hub(source: str, preprocess, class_names, given, common) -> Model:
     except ImportError as exc:
         raise TfsalError(f"expected the tensorflow-hub package for {source!r}, received "
                          f"ImportError: {exc}") from exc
-    loaded = _restore(lambda: hub.load(handle), "a loadable TF-Hub handle (URL or SavedModel "
-                      "directory)", handle)
-    graph = _loaded_graph(loaded, given, handle)
+    what = "a loadable TF-Hub handle (URL or SavedModel directory)"
+    directory = str(_restore(lambda: hub.resolve(handle), what, handle))
+    where = handle if directory == handle else f"{handle} ({directory})"
+    _contain(_restore(lambda: containment.scan_saved_model(directory), what, where), where,
+             safe_mode)
+    loaded = _restore(lambda: hub.load(directory), what, where)
+    graph = _loaded_graph(loaded, given, handle, safe_mode=safe_mode)
     known = _known_hub(handle)
     if known is not None and (graph.input_shape is None or None in graph.input_shape[1:3]):
         # The documented size: tfsal resizes image files to it and probes the class count.
@@ -326,10 +509,27 @@ def _known_hub(handle: str):
     return None
 
 
-def _loaded_graph(loaded, given, where: str) -> OpGraph:
+def _contain(findings, where: str, safe_mode) -> None:
+    """Refuse (safe mode) or warn about a SavedModel whose graph has forbidden ops."""
+    if not findings:
+        return
+    listed = containment.describe(findings)
+    if safe_mode:
+        raise TfsalError(f"expected a SavedModel whose graph only computes, received {where} "
+                         f"whose graph calls ops that touch files, the network or processes: "
+                         f"{listed}; load it with safe_mode=False (command line: --unsafe-load) "
+                         f"only if you trust it")
+    warnings.warn(f"loading {where} with safe_mode=False although its graph calls ops that "
+                  f"touch files, the network or processes: {listed}", stacklevel=2)
+
+
+def _loaded_graph(loaded, given, where: str, *, safe_mode=True) -> OpGraph:
     """The loaded object's image -> scores graph: the chosen signature (or `__call__`) and
-    output, fed at its image input or at `input_tensor`."""
+    output, fed at its image input or at `input_tensor`. In safe mode the function is scanned
+    too (the SavedModel was before loading; this also covers what the loader added)."""
     function, outputs = _endpoint(loaded, given["signature"], where)
+    if safe_mode:
+        _contain(containment.scan_function(function), where, safe_mode)
     key = _output_key(outputs, given["output_key"], where)
     selected = outputs if key is None else outputs[key]
     # Signatures describe outputs by TensorSpecs; the graph tensors come in flattened order.
