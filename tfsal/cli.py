@@ -137,7 +137,12 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help="caffe | tf | torch | none (default: the built-in model's own)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--unsafe-load", action="store_true",
-                        help="allow .keras files that run arbitrary code (Lambda layers)")
+                        help="allow models that run arbitrary code or touch files: .keras files "
+                             "with Lambda layers, SavedModels and hub handles whose graph "
+                             "reads or writes files, the network or processes")
+    parser.add_argument("--custom-objects", default=None, metavar="MODULE",
+                        help="a module name or .py file defining the custom layers and "
+                             "functions of a .keras file (importing it runs its code)")
     parser.add_argument("--output", choices=("auto", "logits", "probabilities"), default="auto",
                         help="what the model returns (default auto: a softmax at the end of "
                              "the model is found and its logits used)")
@@ -166,6 +171,10 @@ def _load(args):
     given = {option: getattr(args, option) for option in
              ("signature", "output_key", "version", "input_tensor")
              if getattr(args, option) is not None}
+    if args.custom_objects is not None:
+        from tfsal.loading import custom_objects_from
+
+        given["custom_objects"] = custom_objects_from(args.custom_objects)
     return load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
                       safe_mode=not args.unsafe_load, output=args.output, score=args.score,
                       **given)
