@@ -190,7 +190,7 @@ def test_nonlinear_command_writes_every_figure_and_a_matching_trajectory(
         np.testing.assert_allclose(entry["target_probability"],
                                    expected.target_probability[item], atol=1e-4)
         assert entry["best_step"] == expected.best_step[item]
-        stem = f"shape{item // 2}_class{entry['target']}"
+        stem = f"shape{item // 2}.png_class{entry['target']}"
         assert [Path(f).name for f in entry["files"]] == [f"{stem}_strip.png",
                                                          f"{stem}_linear_vs_nonlinear.png"]
         with Image.open(entry["files"][0]) as strip:  # 64² panels scaled ×2
@@ -209,7 +209,7 @@ def test_nonlinear_command_linear_only_writes_no_comparison(image_files, tmp_pat
     report = json.loads((out / "trajectory.json").read_text())
     assert report["linear"] is True and [e["target"] for e in report["items"]] == [3]
     assert not list(out.glob("*_linear_vs_nonlinear.png"))
-    assert (out / "shape0_class3_strip.png").exists() and (out / "probabilities.png").exists()
+    assert (out / "shape0.png_class3_strip.png").exists() and (out / "probabilities.png").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -223,3 +223,22 @@ def test_nonlinear_command_reports_bad_options(image_files, tmp_path, capsys, ex
     assert run_cli(image_files[:1], out, *extra) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_nonlinear_command_takes_folders_names_figures_apart_and_keeps_out_apart(
+        image_files, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "photos"
+    for sub in ("a", "b"):  # one file name in two folders
+        (root / sub).mkdir(parents=True)
+        shutil.copy(image_files[0], root / sub / "x.png")
+    out = tmp_path / "figs"
+    assert run_cli([root], out, "--linear", "--target", "3") == 0
+    report = json.loads((out / "trajectory.json").read_text())
+    strips = [entry["files"][0] for entry in report["items"]]
+    assert len(set(strips)) == 2 and all(Path(s).exists() for s in strips)
+    before = {p: p.read_bytes() for p in root.rglob("*.png")}
+    assert run_cli([root], root, "--linear", "--target", "3") == 2  # OUT holds the inputs
+    assert "apart from the images" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in root.rglob("*.png")} == before

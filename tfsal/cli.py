@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.set_defaults(run=_explain)
 
     nonlinear = sub.add_parser("nonlinear", help="nonlinear saliency maps and the paper's figures")
-    nonlinear.add_argument("images", nargs="+", type=Path, help="PNG/JPEG files")
+    nonlinear.add_argument("images", nargs="+", type=Path,
+                           help="image files and/or folders (searched recursively)")
     _add_model_options(nonlinear)
     nonlinear.add_argument("--target", default="top1",
                            help="class index, or top1 / top2 (the model's best classes)")
@@ -286,9 +287,10 @@ def _layer(text: str):
 def _image_paths(named: list[Path], out: Path) -> list[str]:
     """The image files named or found in folders named (OUT excluded); any file that cannot be
     read is an error here, where every image is needed."""
-    from tfsal.runs import find_inputs
+    from tfsal.runs import check_apart, find_inputs
 
     inputs, problems = find_inputs(named, Path(os.path.abspath(out)))
+    check_apart(Path(out), inputs)
     if problems:
         raise TfsalError(f"expected readable image files, received {problems[0].path} "
                          f"({problems[0].reason})" + (f" and {len(problems) - 1} more"
@@ -315,15 +317,18 @@ def _load_images(paths: list[Path], size) -> np.ndarray:
 def _nonlinear(args) -> int:
     from tfsal.reproduce.run import nonlinear_run
 
-    model = _load(args)
-    images = _load_images(args.images, model.input_size)
-    targets = np.stack(_targets(model, images, args.target), axis=1)  # (N, K), image-major items
+    paths = _image_paths(args.images, args.out)
     options = _nonlinear_options(args)
+    model = _load(args)
+    images = _load_images(paths, model.input_size)
+    targets = np.stack(_targets(model, images, args.target), axis=1)  # (N, K), image-major items
     options["progress"] = True  # a bar over batches, when tqdm is installed
-    run = nonlinear_run(model, images, targets, [p.stem for p in args.images], out=args.out,
-                        linear_only=args.linear, **options)
+    # Figures are named by each image's path relative to the folder named: never two alike.
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    run = nonlinear_run(model, images, targets, [os.path.relpath(p, root) for p in paths],
+                        out=args.out, linear_only=args.linear, **options)
     for entry, index in zip(run.items, run.trajectory.image_index):
-        entry["image"] = str(args.images[index])
+        entry["image"] = paths[index]
     save_json({"model": str(args.model), "linear": bool(args.linear), "files": run.shared,
                "items": run.items}, args.out / "trajectory.json")
     count = len(run.shared) + sum(len(e["files"]) for e in run.items)
@@ -413,9 +418,9 @@ def _reproduce_images(args, model):
 
     if args.images is not None:
         paths = _image_paths([args.images], args.out)
+        root = os.path.commonpath([os.path.dirname(p) for p in paths])
         return Images(_load_images(paths, model.input_size),
-                      tuple(os.path.splitext(os.path.relpath(p, args.images))[0]
-                            .replace(os.sep, "__") for p in paths))
+                      tuple(os.path.relpath(p, root) for p in paths))
     if model.name in zoo.available():
         if args.n_images < 1:
             raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")

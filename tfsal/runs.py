@@ -146,6 +146,16 @@ def _identity(path) -> tuple | None:
     return info.st_dev, info.st_ino
 
 
+def check_apart(out: Path, inputs: list[Input]) -> None:
+    """Refuse an OUT that holds an input, for commands whose figures and tables sit directly in
+    OUT (they could overwrite that input, and be read as images by the next run)."""
+    top = os.path.realpath(out)
+    for item in inputs:
+        if os.path.realpath(item.path).startswith(top.rstrip(os.sep) + os.sep):
+            raise TfsalError(f"expected --out apart from the images, received {shown(out)} "
+                             f"holding the input {shown(item.path)}; choose another folder")
+
+
 def _walk(folder: str, out_id, found: list, problems: list) -> None:
     """Image files under `folder`, without recursion (trees may be deeper than Python's
     recursion limit), skipping run folders and OUT when it lies inside."""

@@ -165,7 +165,7 @@ def _nonlinear(models, images, out, quick) -> list[str]:
     t, lin = run.trajectory, run.linear
     second = t.target_probability[:, 0] < 0.01
     lifted = (t.best_probability > 0.9) & second
-    strips = [Path(e["files"][0]).name for e in run.items]
+    strips = [Path(e["files"][0]).relative_to(out).as_posix() for e in run.items]
     lines = ["## Figure 1: snapshot strips", "",
              "Per item `<image>_class<c>_strip.png`: the modified image at the end of each level "
              "(top) and the masked saliency map (bottom), as the paper's Figure 1.", "",
