@@ -252,7 +252,7 @@ def test_out_is_checked_before_any_work(model_file, tmp_path, capsys, monkeypatc
 
     monkeypatch.setattr(tfsal.cli, "_load", lambda args: pytest.fail("model loaded"))
     assert _explain(image, "--model", model_file, "--out", a_file) == 2
-    assert "expected --out a folder" in capsys.readouterr().err
+    assert "expected --out a folder, received" in capsys.readouterr().err
     assert a_file.read_text() == "mine"
     assert _explain(tmp_path / "nope.png", "--model", model_file, "--out", tmp_path / "o") == 2
     assert "missing path" in capsys.readouterr().err
@@ -398,3 +398,29 @@ def test_one_bad_file_never_stops_the_others(model_file, tmp_path):
     assert _explain(root / "a.png", "--model", model_file, "--out", out, "--target", "0",
                     "--max-pixels", "100") == 1
     assert "at most 100 pixels" in _summary(out)["failed"][0]["error"]
+
+
+def _binary_and_segmentation(tmp_path):
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((SIZE, SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(inp)
+    binary = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(x)))
+    segmentation = keras.Model(inp, keras.layers.Conv2D(3, 1)(x))
+    binary.save(tmp_path / "binary.keras")
+    segmentation.save(tmp_path / "segmentation.keras")
+    return tmp_path / "binary.keras", tmp_path / "segmentation.keras"
+
+
+def test_the_command_line_on_binary_and_non_classifier_models(tmp_path, capsys):
+    binary, segmentation = _binary_and_segmentation(tmp_path)
+    image = _image(tmp_path / "one.png", 1)
+    out = tmp_path / "out"
+    assert _explain(image, "--model", binary, "--out", out, "--target", "top2") == 0
+    maps = {m["target"]: np.load(m["files"][0]) for m in _summary(out)["maps"]}
+    assert sorted(maps) == [0, 1] and np.abs(maps[1]).max() > 0
+    np.testing.assert_allclose(maps[0], -maps[1], rtol=1e-6)  # logit of class 0 is −z
+    assert _explain(image, "--model", segmentation, "--out", out) == 2
+    assert "(N, classes) logits or probabilities" in capsys.readouterr().err
+    assert _explain(image, "--model", binary, "--out", out, "--batch-size", str(10**6)) == 2
+    assert "batch_size an int in [1, 4096]" in capsys.readouterr().err

@@ -765,7 +765,8 @@ def test_model_argument(source, name):
        score=tagged(SCORE_NAMES, SCORE_BAD, odds=5),
        output=tagged(st.sampled_from(["auto", "logits", "probabilities"]),
                      st.sampled_from(["logit", "", None, 1]), odds=5),
-       batch_size=tagged(st.integers(1, 2**40) | NP_INTS, COUNT_BAD, odds=5),
+       batch_size=tagged(st.integers(1, 4096) | NP_INTS,  # tfsal.model.MAX_BATCH_SIZE
+                         COUNT_BAD | st.integers(4097, 2**40), odds=5),
        class_names=tagged(st.sampled_from([None, ["a", "b", "c", "d"], ("a",), np.arange(4)]),
                           st.sampled_from(["abcd", 5, 1.5, object()]), odds=5),
        name=st.one_of(st.none(), st.text(max_size=5)))

@@ -11,6 +11,7 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
+from tfsal.runs import OutputError, check_out, shown
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
@@ -21,8 +22,6 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
-    from tfsal.runs import OutputError, shown
-
     try:
         return args.run(args)
     except TfsalError as exc:
@@ -30,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OutputError as exc:
         print(f"tfsal: error: {shown(exc)}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # any other file that could not be written or read mid-run
+        where = f" {shown(exc.filename)}" if exc.filename else ""
+        print(f"tfsal: error: could not access{where}: {exc.strerror or exc}", file=sys.stderr)
         return 3
 
 
@@ -240,8 +243,6 @@ def _explain(args) -> int:
 def _write_summary(summary, out: Path, finished: bool) -> None:
     """summary.json, once at the end; after a failure or an interruption too, as far as the
     disk allows (the error that stopped the run is the one reported)."""
-    from tfsal.runs import OutputError
-
     try:
         summary.write(out / "summary.json", finished=finished)
     except OSError as exc:
@@ -271,8 +272,6 @@ def _method_with_options(name: str, layer):
 
 def _report(text: str, error: bool = False) -> None:
     """Print a line; names that are not UTF-8 are escaped, never a UnicodeEncodeError."""
-    from tfsal.runs import shown
-
     print(shown(text), file=sys.stderr if error else sys.stdout)
 
 
@@ -317,6 +316,7 @@ def _load_images(paths: list[Path], size) -> np.ndarray:
 def _nonlinear(args) -> int:
     from tfsal.reproduce.run import nonlinear_run
 
+    check_out(args.out)
     paths = _image_paths(args.images, args.out)
     options = _nonlinear_options(args)
     model = _load(args)
@@ -360,6 +360,7 @@ def _evaluate(args) -> int:
     from tfsal.evaluation import evaluate, evaluate_patch, evaluate_roar
 
     methods = _method_names(args.method)
+    check_out(args.out)
     if args.metric == "patch":
         return _print_evaluation(evaluate_patch(
             methods, n_train=args.n_train, n_eval=args.generated, epochs=args.epochs,
@@ -401,6 +402,7 @@ def _reproduce(args) -> int:
     from tfsal.loading import load_model
     from tfsal.reproduce.run import reproduce
 
+    check_out(args.out)
     names = args.model or (list(zoo.available()) if args.paper == "signed" else [DEFAULT_MODEL])
     models = [load_model(name) for name in names]
     report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
@@ -447,6 +449,7 @@ def _demo(args) -> int:
 
     if args.n_images < 1:
         raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
+    check_out(args.out)
     model = load_model(DEFAULT_MODEL)
     data = make_dataset(args.n_images, size=model.input_size[0], seed=DEMO_SEED)
     probs = model.predict(data.images, score="probability")

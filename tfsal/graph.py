@@ -5,11 +5,12 @@ graph itself so that tfsal can, inside one differentiable trace:
 
 - read the output (or input) of any layer, also of layers inside nested models (a pretrained
   base used as a layer is the common case), addressed by a path such as ``"base/block5_conv3"``;
-- evaluate the output layer without its softmax, giving true logits from the same weights;
+- evaluate the output layer without its softmax (or the sigmoid of a single-unit binary head),
+  giving true logits from the same weights;
 - later, substitute activation functions with gradient-override versions.
 
 The user's model is never mutated: layers are called as they are; the one layer whose softmax
-is dropped is evaluated through a shallow copy whose ``activation`` is replaced.
+(sigmoid) is dropped is evaluated through a shallow copy whose ``activation`` is replaced.
 """
 
 from __future__ import annotations
@@ -36,11 +37,21 @@ def is_graph_model(obj) -> bool:
     )
 
 
+# What tfsal accepts as a model's output, for every refusal of another one.
+CLASS_VECTOR = ("(N, classes) logits or probabilities, or a single-unit sigmoid/logit (N, 1) "
+                "binary head")
+
+
 def _is_softmax(layer) -> bool:
+    return _head_activation(layer) == "softmax"
+
+
+def _head_activation(layer) -> str | None:
+    """"softmax" or "sigmoid" for a layer applying that activation last, else None."""
     if isinstance(layer, keras.layers.Softmax):
-        return True
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", None) == "softmax"
+        return "softmax"
+    name = getattr(getattr(layer, "activation", None), "__name__", None)
+    return name if name in ("softmax", "sigmoid") else None
 
 
 def _sequential_layers(model) -> list:
@@ -68,14 +79,14 @@ class GraphRunner:
                 f"received {type(model).__name__}"
             )
         if len(model.outputs) != 1:
-            raise TfsalError(
-                f"expected a model with one output (N, classes), received {len(model.outputs)}"
-            )
+            raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
+                             f"{len(model.outputs)} outputs")
         self.model = model
         self._layers = self._flatten(model, "")
         self.head_path = self._output_path(model, "")
         head = self.layer(self.head_path)
-        self._linear_head = _without_softmax(head) if _is_softmax(head) else None
+        # The head without its softmax or sigmoid: `run(logits=True)` evaluates it instead.
+        self._linear_head = _without_softmax(head) if _head_activation(head) else None
 
     # ----------------------------------------------------------------------------- structure
     def _flatten(self, model, prefix: str) -> list[tuple[str, object]]:
@@ -133,6 +144,10 @@ class GraphRunner:
     def head_is_softmax(self) -> bool:
         return _is_softmax(self.layer(self.head_path))
 
+    def head_activation(self) -> str | None:
+        """"softmax" or "sigmoid" if the output layer applies it last, else None."""
+        return _head_activation(self.layer(self.head_path))
+
     def spatial_paths(self, keep=lambda layer: True) -> list[str]:
         """Paths, in execution order, of the layers (not models) with a rank-4 output that
         `keep` accepts."""
@@ -160,7 +175,7 @@ class GraphRunner:
             x: model input tensor.
             capture_outputs: layer paths whose outputs to record.
             capture_inputs: layer paths whose (first) inputs to record.
-            logits: evaluate the output layer without its softmax.
+            logits: evaluate the output layer without its softmax (or sigmoid).
             intercept: optional `intercept(path, layer, args, kwargs) -> output` that replaces
                 the call of every layer except nested models and the logit head (the hook
                 through which `tfsal.overrides` applies backward rules).
@@ -169,8 +184,9 @@ class GraphRunner:
             (output tensor, dict path -> recorded tensor; input captures under "path:input").
         """
         if logits and self._linear_head is None:
-            raise TfsalError("expected a model whose output layer applies softmax, for logit "
-                             "recovery; this one does not (its outputs are used as logits)")
+            raise TfsalError("expected a model whose output layer applies softmax or sigmoid, "
+                             "for logit recovery; this one does not (its outputs are used as "
+                             "logits)")
         state = _Run(frozenset(capture_outputs), frozenset(capture_inputs),
                      self.head_path if logits else None, intercept)
         out = self._run_model(self.model, x, "", state)
@@ -214,7 +230,8 @@ def _output_rank(layer) -> int | None:
 
 
 def _without_softmax(layer):
-    """A callable evaluating `layer` with its softmax removed; `layer` itself is untouched."""
+    """A callable evaluating `layer` with its last activation (softmax, sigmoid) removed;
+    `layer` itself is untouched."""
     if isinstance(layer, (keras.layers.Softmax, keras.layers.Activation)):
         return lambda x, *_, **__: x
     linear = linear_copy(layer)

@@ -16,19 +16,27 @@ Methods never open a `GradientTape` themselves; they ask the adapter.
 from __future__ import annotations
 
 import functools
+import os
+import sys
+import warnings
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 from tfsal.errors import TfsalError
-from tfsal.graph import GraphRunner, is_graph_model
+from tfsal.graph import CLASS_VECTOR, GraphRunner, is_graph_model
 from tfsal.images import as_batch
 from tfsal.opgraph import OpGraph
 from tfsal.targets import resolve_targets
 
 SCORES = ("logit", "probability", "log_probability")
 PREPROCESSING = ("caffe", "tf", "torch", None)
+# Images per compiled call at most: a batch holds every activation and gradient of all its
+# images at once, so beyond a few thousand it only adds memory (and gets the process killed).
+MAX_BATCH_SIZE = 4096
+# A binary head's probabilities are clipped to [ε, 1 − ε] before their logit is taken.
+_BINARY_EPSILON = 1e-7
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
@@ -57,6 +65,128 @@ def check_score(score: str) -> str:
     return score
 
 
+class Chunker:
+    """Runs calls over consecutive chunks of at most `size` items, recovering from running
+    out of memory.
+
+    A chunk whose call raises `tf.errors.ResourceExhaustedError` (CPU or GPU) is halved and
+    retried, with a warning, down to one item; the smaller size is kept for the following
+    chunks of this chunker. One item that still does not fit raises a TfsalError. Each item's
+    result does not depend on the chunk it is computed in, so the results are those of an
+    unhalved run.
+    """
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def run(self, call: Callable[[int, int], object], n: int) -> list:
+        """[call(start, stop) for consecutive chunks covering range(n)], in order."""
+        results, start = [], 0
+        while start < n:
+            stop = min(start + self.size, n)
+            try:
+                results.append(call(start, stop))
+            except tf.errors.ResourceExhaustedError as exc:
+                chunk = stop - start
+                if chunk == 1:
+                    raise TfsalError(
+                        f"expected inputs that fit in memory, received one that runs out of "
+                        f"memory even alone (a batch of 1): {_first_line(exc)}") from None
+                self.size = chunk // 2
+                warnings.warn(f"tfsal: out of memory with a batch of {chunk}; retrying with "
+                              f"{self.size}", RuntimeWarning, stacklevel=_caller_level())
+                continue
+            start = stop
+        return results
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _caller_level() -> int:
+    """The `stacklevel` of the first frame outside tfsal, seen from the function calling
+    `warnings.warn` (which itself called this)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _first_line(exc: BaseException) -> str:
+    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _trace(function):
+    """`function.get_concrete_function()`, with the ValueErrors Keras and TensorFlow raise
+    while tracing (shape mismatches) as TfsalErrors."""
+    try:
+        return function.get_concrete_function()
+    except TfsalError:
+        raise
+    except ValueError as exc:  # Keras shape errors while tracing, e.g. 1x1 images
+        raise TfsalError(f"expected inputs the model can process: {_first_line(exc)}") \
+            from None
+
+
+def _attribute(model, name: str):
+    """A shape attribute of the model, None where it has none (or it cannot be computed)."""
+    try:
+        return getattr(model, name, None)
+    except Exception:  # Keras properties of models never built or called raise various types
+        return None
+
+
+def _check_input_shape(shape) -> None:
+    """Refuse a known input shape that is not (N, H, W, 3) images."""
+    several = isinstance(shape, list) or (isinstance(shape, tuple) and shape
+                                         and isinstance(shape[0], (tuple, list)))
+    if several:
+        raise TfsalError(f"expected a model taking (N, H, W, 3) images, received input shapes "
+                         f"{[tuple(s) for s in shape]} ({len(shape)} inputs)")
+    if isinstance(shape, tuple) and (len(shape) != 4 or shape[-1] not in (None, 3)):
+        raise TfsalError(f"expected a model taking (N, H, W, 3) images, received input shape "
+                         f"{shape} (a preprocess= callable may map the RGB images to another "
+                         f"input)")
+
+
+def _check_output_shape(shape) -> None:
+    """Refuse a known output shape that is not a class vector."""
+    several = isinstance(shape, list) or (isinstance(shape, tuple) and shape
+                                         and isinstance(shape[0], (tuple, list)))
+    if several:
+        raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
+                         f"{len(shape)} outputs of shapes {[tuple(s) for s in shape]}")
+    if isinstance(shape, tuple) and (len(shape) != 2 or shape[-1] == 0):
+        raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received output shape "
+                         f"{shape}")
+
+
+def _class_vector(out):
+    """The model's output as one (N, classes) tensor; anything else is refused (inside a
+    trace, where every kind of model's output is seen)."""
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
+                             f"outputs with keys {sorted(out, key=str)}")
+        out = next(iter(out.values()))
+    while isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
+                             f"{len(out)} outputs")
+        out = out[0]
+    try:
+        out = tf.convert_to_tensor(out)
+    except (TypeError, ValueError):
+        raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received "
+                         f"{type(out).__name__}") from None
+    rank = out.shape.rank
+    if rank is not None and (rank != 2 or out.shape[-1] == 0):
+        raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received output shape "
+                         f"{tuple(out.shape.as_list())}")
+    return out
+
+
 class Model:
     """Adapter around a classifier mapping images (N, H, W, 3) in [0, 1] to class scores.
 
@@ -64,16 +194,24 @@ class Model:
         model: a Keras 3 model (functional, sequential, nested or subclassed), a
             `tfsal.opgraph.OpGraph` (what `tfsal.load_model` makes of SavedModels and hub
             handles), or any callable taking the preprocessed batch and returning (N, classes)
-            outputs.
+            outputs. A model with one output unit, (N, 1), is a binary classifier with
+            classes 0 and 1: the unit is the logit z of class 1 (after removing a sigmoid), and
+            class 0 has logit −z, probability σ(−z) and log-probability log σ(−z).
+            Other outputs (segmentation maps, (N,), several outputs) and inputs other than
+            (N, H, W, 3) images are refused.
         preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std), None, or a
             callable from the [0, 1] tensor to the model's input.
         score: default score to differentiate: "logit", "probability" or "log_probability".
         output: what the model returns: "auto", "logits" or "probabilities". Whatever is
             given, a head ending in softmax (a Keras layer, or a Softmax op at the end of a
-            loaded graph) is evaluated without it: true logits from the same weights.
-            "auto" on other non-Keras models probes one batch and refuses outputs that look
-            like probabilities (rows ≥ 0 summing to 1), asking for `output=`.
-        batch_size: images per compiled call.
+            loaded graph) is evaluated without it: true logits from the same weights; so is
+            a single-unit head ending in sigmoid. "auto" refuses a sigmoid over several units
+            (multi-label heads are not class vectors); on other non-Keras models it probes one
+            batch and refuses outputs that look like probabilities (rows ≥ 0 summing to 1),
+            and for callables a single column of values in [0, 1], asking for `output=`.
+            "probabilities" on a single unit means σ(z).
+        batch_size: images per compiled call, at most `MAX_BATCH_SIZE`; a batch that runs out
+            of memory is halved and retried, with a warning.
         class_names: optional names of the classes.
         name: a display name.
 
@@ -91,8 +229,10 @@ class Model:
             raise TfsalError(f"expected output in ('auto', 'logits', 'probabilities'), "
                              f"received {output!r}")
         if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-                or batch_size < 1:
-            raise TfsalError(f"expected batch_size a positive int, received {batch_size!r}")
+                or not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise TfsalError(f"expected batch_size an int in [1, {MAX_BATCH_SIZE}], received "
+                             f"{batch_size!r} (a batch holds all its images' activations and "
+                             f"gradients at once: larger ones only add memory)")
         self.wrapped = model
         self.preprocess = preprocess
         self._preprocess = _preprocess_fn(preprocess)
@@ -104,40 +244,82 @@ class Model:
                              f"{class_names!r}")
         self.class_names = tuple(class_names) if class_names is not None else None
         self.name = name or getattr(model, "name", type(model).__name__)
+        if not callable(preprocess):  # a callable may map the RGB images to another input
+            _check_input_shape(_attribute(model, "input_shape"))
         self.runner = GraphRunner(model) if is_graph_model(model) else None
         self.graph = model if isinstance(model, OpGraph) else None
-        if self.graph is not None and self.graph.head is not None:
-            head = f"{self.graph.head} op"
-        elif self.runner is not None and self.runner.head_is_softmax():
-            head = "softmax layer"
+        shape = _attribute(model, "output_shape")
+        _check_output_shape(shape)
+        self._output_shape = shape if isinstance(shape, tuple) and len(shape) == 2 else None
+        # True: one output unit, a binary classifier; None: not known before a call.
+        self.binary = None if self._output_shape is None or self._output_shape[-1] is None \
+            else self._output_shape[-1] == 1
+        if self.graph is not None:
+            activation = (self.graph.head or "").lower() or None
+            where = f"{self.graph.head} op"
         else:
-            head = None
-        # A softmax head is evaluated without its softmax: true logits from the same weights.
-        self._logits_from_head = head is not None
+            activation = self.runner.head_activation() if self.runner is not None else None
+            where = f"{activation} layer"
+        binary = " (binary: classes 0/1)" if self.binary else ""
+        if activation == "softmax" and self.binary:
+            raise TfsalError(f"expected a softmax over several classes, received a single-unit "
+                             f"softmax head ({where}), whose output is always 1; a binary "
+                             f"classifier needs a sigmoid (or no) activation on its unit")
+        if activation == "sigmoid" and not self.binary and output == "auto":
+            units = "an unknown number of" if self._output_shape is None else \
+                self._output_shape[-1]
+            raise TfsalError(f"multi-label sigmoid heads are not class vectors: expected "
+                             f"{CLASS_VECTOR}, received a sigmoid over {units} units ({where}) "
+                             f"in {self.name}; pass output='probabilities' (or 'logits') to "
+                             f"take its values as they are")
+        # A softmax head, or the sigmoid of a binary one, is evaluated without it: true logits
+        # from the same weights.
+        self._logits_from_head = activation == "softmax" or (activation == "sigmoid"
+                                                             and bool(self.binary))
         self.input_size = self._static_input_size(model)
         self._compiled: dict = {}
         self._concrete: dict = {}
-        if head is not None:
-            self.output_kind, self.output_note = "logits", f"logits from before the {head}"
+        # A callable of unknown input size is probed at its first call instead.
+        self._unprobed = False
+        if self._logits_from_head:
+            self.output_kind = "logits"
+            self.output_note = f"logits from before the {where}{binary}"
         elif output != "auto":
-            self.output_kind, self.output_note = output, f"{output} (given)"
+            self.output_kind, self.output_note = output, f"{output} (given){binary}"
         else:
-            self.output_kind, self.output_note = "logits", "logits"
+            self.output_kind, self.output_note = "logits", f"logits{binary}"
             if self.runner is None and self.input_size is not None:
-                self._refuse_probabilities()
+                self._refuse_probabilities(self.input_size)
+            elif self.runner is None and self.graph is None:
+                self._unprobed = True
 
-    def _refuse_probabilities(self) -> None:
-        """For output="auto" on a model tfsal cannot see into: one probe batch, and an error
-        if its rows look like probabilities (taking them as logits would be silently wrong)."""
-        h, w = self.input_size
+    def _refuse_probabilities(self, size, *, several_classes: bool = True) -> None:
+        """For output="auto" on a model tfsal cannot see into: a probe batch, and an error if
+        its outputs look like probabilities (taking them as logits would be silently wrong):
+        rows ≥ 0 summing to 1, or, for callables, one column of values in [0, 1] (also on a
+        black and a white image)."""
+        h, w = size
+        fn = self._fn("outputs", None)
+        units = fn.structured_outputs.shape[-1]
+        one_unit = self.graph is None and units in (1, None)
+        if not (several_classes or one_unit):
+            return
         probe = np.random.default_rng(0).random((2, h, w, 3)).astype(np.float32)
-        rows = self._batched(self._fn("outputs", None), probe)
-        if rows.ndim == 2 and rows.shape[1] > 1 and np.all(rows >= 0) \
+        rows = self._batched(fn, probe)
+        if several_classes and rows.ndim == 2 and rows.shape[1] > 1 and np.all(rows >= 0) \
                 and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
             raise TfsalError(
                 f"expected output='logits' or 'probabilities' for {self.name}: its outputs are "
                 f"rows ≥ 0 summing to 1 (probabilities?) and tfsal found no softmax to remove; "
                 f"received output='auto'")
+        if one_unit and rows.ndim == 2 and rows.shape[1] == 1:
+            extremes = np.stack([np.zeros((h, w, 3), np.float32), np.ones((h, w, 3), np.float32)])
+            rows = np.concatenate([rows, self._batched(fn, extremes)])
+            if np.all((rows >= 0) & (rows <= 1)):
+                raise TfsalError(
+                    f"expected output='logits' or 'probabilities' for {self.name}: its single "
+                    f"output unit gives values in [0, 1] (sigmoid probabilities?) and tfsal "
+                    f"found no sigmoid to remove; received output='auto'")
 
     # ------------------------------------------------------------------ description
     def __repr__(self) -> str:
@@ -149,21 +331,26 @@ class Model:
 
     @staticmethod
     def _static_input_size(model) -> tuple[int, int] | None:
-        shape = getattr(model, "input_shape", None)
+        shape = _attribute(model, "input_shape")
         if isinstance(shape, tuple) and len(shape) == 4 and None not in shape[1:3]:
             return int(shape[1]), int(shape[2])
         return None
 
     @functools.cached_property
     def num_classes(self) -> int:
-        """Number of classes (from the output shape, or one probe call for opaque callables)."""
-        shape = getattr(self.wrapped, "output_shape", None)
-        if isinstance(shape, tuple) and len(shape) == 2 and shape[-1] is not None:
-            return int(shape[-1])
-        if self.graph is not None and self.graph.num_classes is not None:
-            return self.graph.num_classes
-        h, w = self.input_size or (32, 32)
-        return int(self._fn("outputs", None)(tf.zeros((1, h, w, 3))).shape[-1])
+        """Number of classes (from the output shape, or one probe call for opaque callables);
+        2 for a binary (single-unit) head."""
+        if self._output_shape is not None and self._output_shape[-1] is not None:
+            units = int(self._output_shape[-1])
+        else:
+            h, w = self.input_size or (32, 32)
+            units = int(self._batched(self._fn("outputs", None),
+                                      np.zeros((1, h, w, 3), np.float32)).shape[-1])
+            if self.binary is None:  # known now
+                self.binary = units == 1
+                if self.binary:
+                    self.output_note += " (binary: classes 0/1)"
+        return 2 if units == 1 else units
 
     def layer_names(self) -> list[str]:
         """Every layer path (nested models as "outer/inner"), in execution order; for loaded
@@ -204,10 +391,18 @@ class Model:
     def cam_head(self) -> tuple[str, np.ndarray]:
         """For CAM: the global-average-pool layer's path and the head's kernel (channels, classes).
 
+        For a binary (single-unit) head the kernel w of class 1 becomes (channels, 2): [−w, w].
+
         Raises:
             TfsalError: unless the model ends in GlobalAveragePooling2D followed by one Dense
                 layer (Dropout and a separate softmax in between are allowed).
         """
+        path, kernel = self._cam_head()
+        if self.binary and kernel.ndim == 2 and kernel.shape[1] == 1:
+            kernel = np.concatenate([-kernel, kernel], axis=1)
+        return path, kernel
+
+    def _cam_head(self) -> tuple[str, np.ndarray]:
         if self.graph is not None:
             return self.graph.cam_head()
         import keras
@@ -239,24 +434,20 @@ class Model:
                 hint="; use a plain-gradient method (vanilla, gradient_x_input, smoothgrad, "
                      "integrated_gradients)")
         if self.graph is not None:
-            return self.graph.run(x, capture_outputs=capture_outputs,
-                                  capture_inputs=capture_inputs, logits=self._logits_from_head,
-                                  rule=rule, reference=None if reference is None
-                                  else self._preprocess(reference))
-        if self.runner is None:
-            out = self.wrapped(x)
-            if isinstance(out, dict):
-                if len(out) != 1:
-                    raise TfsalError(f"expected one model output, received keys {sorted(out)}")
-                out = next(iter(out.values()))
-            return tf.convert_to_tensor(out), {}
-        overrider = self._overrider(rule, reference)
-        found = self.runner.run(x, capture_outputs=capture_outputs,
-                                capture_inputs=capture_inputs, logits=self._logits_from_head,
-                                intercept=overrider)
-        if overrider is not None:
-            overrider.check_reached()
-        return found
+            out, captured = self.graph.run(
+                x, capture_outputs=capture_outputs, capture_inputs=capture_inputs,
+                logits=self._logits_from_head, rule=rule,
+                reference=None if reference is None else self._preprocess(reference))
+        elif self.runner is None:
+            out, captured = self.wrapped(x), {}
+        else:
+            overrider = self._overrider(rule, reference)
+            out, captured = self.runner.run(x, capture_outputs=capture_outputs,
+                                            capture_inputs=capture_inputs,
+                                            logits=self._logits_from_head, intercept=overrider)
+            if overrider is not None:
+                overrider.check_reached()
+        return _class_vector(out), captured
 
     def _overrider(self, rule, reference):
         """The Keras-layer interceptor applying `rule` in this trace (None: plain gradients).
@@ -296,16 +487,36 @@ class Model:
 
     def _scores(self, outputs, score: str):
         """All-class scores of the requested kind from the raw outputs."""
+        if outputs.shape[-1] == 1:
+            return self._binary_scores(outputs[:, 0], score)
         if self.output_kind == "logits":
             if score == "logit":
                 return outputs
             return tf.nn.softmax(outputs) if score == "probability" else tf.nn.log_softmax(outputs)
         return outputs if score == "probability" else tf.math.log(tf.maximum(outputs, 1e-30))
 
+    def _binary_scores(self, unit, score: str):
+        """Scores of classes 0 and 1, (N, 2), from a binary head's unit: the logit z of class 1
+        (class 0: −z), or its probability σ(z) with output="probabilities"."""
+        if self.output_kind == "probabilities":
+            if score == "probability":
+                return tf.stack([1.0 - unit, unit], axis=1)
+            if score == "log_probability":
+                return tf.math.log(tf.maximum(tf.stack([1.0 - unit, unit], axis=1), 1e-30))
+            p = tf.clip_by_value(unit, _BINARY_EPSILON, 1.0 - _BINARY_EPSILON)
+            unit = tf.math.log(p) - tf.math.log1p(-p)  # the logit log(p / (1 − p))
+        if score == "logit":
+            return tf.stack([-unit, unit], axis=1)
+        if score == "probability":
+            return tf.stack([tf.sigmoid(-unit), tf.sigmoid(unit)], axis=1)
+        return tf.stack([tf.math.log_sigmoid(-unit), tf.math.log_sigmoid(unit)], axis=1)
+
     def _score(self, score: str | None) -> str:
         """The score to use (default: the adapter's), checked against what the model outputs."""
         score = check_score(self.score if score is None else score)
-        if score == "logit" and self.output_kind == "probabilities":
+        if score == "logit" and self.output_kind == "probabilities" and self.binary is None:
+            self.num_classes  # noqa: B018 (one probe call tells whether the head is binary)
+        if score == "logit" and self.output_kind == "probabilities" and not self.binary:
             raise TfsalError("expected a model whose logits are reachable for score='logit', "
                              "received one that outputs probabilities only; use "
                              "score='probability' or 'log_probability'")
@@ -330,7 +541,7 @@ class Model:
         key = (kind, score, layer, rule)
         if key not in self._concrete:
             function = getattr(self, f"_build_{kind}")(score, layer, rule)
-            self._concrete[key] = function.get_concrete_function()
+            self._concrete[key] = _trace(function)
             self._compiled[key] = function  # kept for introspection (tracing counts)
         return self._concrete[key]
 
@@ -341,13 +552,7 @@ class Model:
         key = ("custom",) + tuple(key)
         if key not in self._concrete:
             function = build()
-            try:
-                self._concrete[key] = function.get_concrete_function()
-            except TfsalError:
-                raise
-            except ValueError as exc:  # Keras shape errors while tracing, e.g. 1x1 images
-                raise TfsalError(f"expected inputs the model can process: "
-                                 f"{str(exc).splitlines()[0]}") from None
+            self._concrete[key] = _trace(function)
             self._compiled[key] = function
         return self._concrete[key]
 
@@ -412,17 +617,23 @@ class Model:
 
     def _batched(self, fn, images: np.ndarray, *arrays: np.ndarray):
         """Call `fn` over chunks of `batch_size` of images (and arrays aligned with them);
-        concatenate each returned part (nested tuples are flattened)."""
+        concatenate each returned part (nested tuples are flattened). A chunk that runs out
+        of memory is halved and retried (`Chunker`)."""
         self.check_size(images)
-        parts = []
-        for start in range(0, len(images), self.batch_size):
-            chunk = slice(start, start + self.batch_size)
+        if self._unprobed:  # a callable of unknown input size, at its first call
+            self._unprobed = False
+            self._refuse_probabilities(images.shape[1:3], several_classes=False)
+
+        def call(start, stop):
+            chunk = slice(start, stop)
             try:
                 out = fn(tf.constant(images[chunk]), *(tf.constant(a[chunk]) for a in arrays))
             except tf.errors.InvalidArgumentError as exc:  # e.g. too small for the model's convs
                 raise TfsalError(f"expected images the model can process, received shape "
-                                 f"{images.shape}: {exc.message.splitlines()[0]}") from None
-            parts.append([np.asarray(t) for t in tf.nest.flatten(out)])
+                                 f"{images.shape}: {_first_line(exc)}") from None
+            return [np.asarray(t) for t in tf.nest.flatten(out)]
+
+        parts = Chunker(self.batch_size).run(call, len(images))
         joined = tuple(np.concatenate(p, axis=0) for p in zip(*parts))
         return joined if len(joined) > 1 else joined[0]
 
@@ -433,8 +644,9 @@ class Model:
         return self._batched(self._fn("outputs", score), as_batch(images))
 
     def predicted_classes(self, images) -> np.ndarray:
-        """Arg-max class of every image, (N,) int32."""
-        return np.argmax(self._batched(self._fn("outputs", None), as_batch(images)),
+        """Arg-max class of every image, (N,) int32 (binary heads: 1 where z > 0)."""
+        score = "logit" if self.output_kind == "logits" else "probability"
+        return np.argmax(self._batched(self._fn("outputs", score), as_batch(images)),
                          axis=-1).astype(np.int32)
 
     def resolve_targets(self, images, targets) -> np.ndarray:

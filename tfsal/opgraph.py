@@ -69,10 +69,12 @@ class OpGraph:
         self.fed_at = self.input_name  # the name in the loaded graph, before any cut
         output_name = output.name
         head = _through(analysis.get_tensor_by_name(output_name))
-        # Only a softmax is undone, as for Keras models: the softmax of a sigmoid head's
-        # logits would not be its probabilities.
-        self.head = head.op.type if head.op.type == "Softmax" else None
+        # A softmax or sigmoid at the end, as for Keras models; the adapter decides whether to
+        # undo it (a sigmoid only on a single-unit binary head: the softmax of a multi-label
+        # head's logits would not be its probabilities).
+        self.head = head.op.type if head.op.type in ("Softmax", "Sigmoid") else None
         logits_name = head.op.inputs[0].name if self.head else output_name
+        self._head_op = head.op.name if self.head else None
         graph_def, self.input_name = _cut(graph_def, self.input_name, output_name, analysis)
         nodes = {n.name for n in graph_def.node}
         self._graph_def = graph_def
@@ -85,7 +87,10 @@ class OpGraph:
         self.input_dtype = image.dtype
         self.input_shape = tuple(image.shape.as_list()) if image.shape.rank is not None \
             else None
-        self.num_classes = _static_last(self._graph.get_tensor_by_name(output_name))
+        scores = self._graph.get_tensor_by_name(output_name)
+        self.output_shape = tuple(scores.shape.as_list()) if scores.shape.rank is not None \
+            else None
+        self.num_classes = _static_last(scores)
         self._features = self._feature_tensors()
         self._readers: dict = {}  # tensor name -> compiled reader (`evaluate`)
 
@@ -205,7 +210,7 @@ class OpGraph:
         Args:
             capture_outputs: tensor names to return.
             capture_inputs: tensor names whose op's first input to return.
-            logits: return the pre-softmax tensor of a softmax head.
+            logits: return the pre-activation tensor of a softmax (sigmoid) head.
             rule: a `tfsal.overrides` rule applied to the backward pass (None: plain).
             reference: preprocessed reference images for rules that need them; they run as
                 the second half of one batch (the registered gradients expect that).
@@ -214,8 +219,8 @@ class OpGraph:
             (scores tensor, dict name -> tensor; input captures under "name:input").
         """
         if logits and self.head is None:
-            raise TfsalError("expected a graph whose head applies softmax, for logit "
-                             "recovery; this one does not")
+            raise TfsalError("expected a graph whose head applies softmax or sigmoid, for "
+                             "logit recovery; this one does not")
         if reference is not None and (capture_outputs or capture_inputs):
             raise TfsalError("expected no layer captures with a reference pass")
         graph = tf.compat.v1.get_default_graph()
@@ -227,7 +232,7 @@ class OpGraph:
         inputs = [self._graph.get_tensor_by_name(name).op.inputs[0].name
                   for name in capture_inputs]
         wanted = [self.logits_name if logits else self.output_name, *capture_outputs, *inputs]
-        overrides = {} if rule is None else self._overrides(rule)
+        overrides = {} if rule is None else self._overrides(rule, logits)
         with graph.gradient_override_map(overrides):
             found = tf.graph_util.import_graph_def(self._graph_def, input_map=feeds,
                                                    return_elements=wanted, name="tfsal_graph")
@@ -237,8 +242,11 @@ class OpGraph:
                          zip(capture_inputs, found[1 + len(capture_outputs):])})
         return out, captured
 
-    def _overrides(self, rule) -> dict[str, str]:
-        if not any(op.type in ACTIVATION_OPS for op in self._graph.get_operations()):
+    def _overrides(self, rule, logits: bool = False) -> dict[str, str]:
+        # a head evaluated without its sigmoid leaves that Sigmoid off the differentiated path
+        skipped = self._head_op if logits else None
+        if not any(op.type in ACTIVATION_OPS and op.name != skipped
+                   for op in self._graph.get_operations()):
             raise TfsalError(f"expected a graph with activations a backward rule can reach "
                              f"({', '.join(ACTIVATION_OPS)} ops); found none in {self.where}, "
                              f"so the rule would silently return the plain gradient")

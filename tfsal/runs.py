@@ -82,18 +82,21 @@ class Problem:
 
 
 def check_out(out: Path) -> Path:
-    """OUT as an absolute path, created if missing; a TfsalError before any work if it is a
-    file or cannot be written."""
+    """OUT as an absolute path; a TfsalError before any work if it, or the folder it would be
+    created in, is a file or cannot be written. Nothing is created."""
     out = Path(os.path.abspath(out))
-    if out.exists() and not out.is_dir():
-        raise TfsalError(f"expected --out a folder, received the existing file {shown(out)}")
+    existing = out
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TfsalError(f"expected --out a folder, received {shown(out)} where "
+                         f"{shown(existing)} is a file")
     try:
-        make_dirs(out)
-        with tempfile.TemporaryFile(dir=out):
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         raise TfsalError(f"expected --out a folder tfsal can write, received {shown(out)} "
-                         f"({exc.strerror or exc})") from None
+                         f"({shown(existing)}: {exc.strerror or exc})") from None
     return out
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.loading import as_model
-from tfsal.model import Model
+from tfsal.model import Chunker, Model
 
 
 def attribution_method(compute: Callable) -> Callable:
@@ -76,17 +76,24 @@ def sum_over_points(
 
     The (image, point) pairs are enumerated point-major (p = j·N + i) and cut into chunks of
     `model.batch_size`, so batches stay full whatever N is, and memory does not grow with the
-    number of points.
+    number of points. A chunk whose `attribute` call runs out of memory is computed in halves
+    (`tfsal.model.Chunker`, with a warning) and summed as one chunk: the result is unchanged.
 
     Returns:
         the weighted sum (N, H, W, C); with `squares`, also the weighted sum of squares.
     """
     n_pairs = n_images * n_points
     total = squared = None
+    chunker = Chunker(model.batch_size)
     for start in range(0, n_pairs, model.batch_size):
         p = np.arange(start, min(start + model.batch_size, n_pairs))
         i, j = p % n_images, p // n_images
-        attr = np.asarray(attribute(point_images(i, j), targets[i]))
+
+        def part(a, b, i=i, j=j):
+            return np.asarray(attribute(point_images(i[a:b], j[a:b]), targets[i[a:b]]))
+
+        pieces = chunker.run(part, len(p))
+        attr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
         if total is None:
             total = np.zeros((n_images,) + attr.shape[1:], np.float64)
             squared = np.zeros_like(total) if squares else None
