@@ -424,3 +424,28 @@ def test_the_command_line_on_binary_and_non_classifier_models(tmp_path, capsys):
     assert "(N, classes) logits or probabilities" in capsys.readouterr().err
     assert _explain(image, "--model", binary, "--out", out, "--batch-size", str(10**6)) == 2
     assert "batch_size an int in [1, 4096]" in capsys.readouterr().err
+
+
+def test_resume_on_a_saved_model_keys_on_its_weights(tmp_path):
+    from tfsal.fingerprint import model_digest
+
+    export = tmp_path / "export"
+    toy_cnn(seed=0).export(export, verbose=False)
+    first = model_digest(tfsal.load_model(export))
+    assert first == model_digest(tfsal.load_model(export))  # stable across loads
+    image = _image(tmp_path / "in" / "one.png", 1)
+    out = tmp_path / "out"
+    args = [image, "--model", export, "--out", out, "--target", "1"]
+    _explain(*args)
+    _explain(*args)
+    assert _summary(out)["counts"] == {"written": 0, "existing": 1}
+    import shutil
+
+    shutil.rmtree(export)
+    toy_cnn(seed=5).export(export, verbose=False)  # the same path, other weights
+    assert model_digest(tfsal.load_model(export)) != first
+    _explain(*args)
+    entry = _summary(out)["maps"][0]
+    assert entry["status"] == "written"
+    np.testing.assert_allclose(np.load(entry["files"][0]), _expected_map(export, image, 1),
+                               rtol=1e-4, atol=1e-6)

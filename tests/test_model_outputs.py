@@ -434,3 +434,28 @@ def test_sampled_methods_halve_their_own_chunks_with_identical_sums(cnn):
         got = tfsal.smoothgrad(model, images, 1, method=tight(2), **options)
     assert max(seen) == 2 and sum(seen) == 15  # every (image, sample) pair once
     np.testing.assert_array_equal(got, expected)
+
+
+def test_the_nonlinear_loop_halves_a_batch_that_runs_out_of_memory(monkeypatch, cnn):
+    import tfsal.nonlinear as nonlinear
+
+    images = np.random.default_rng(4).random((5, SIZE, SIZE, 3)).astype(np.float32)
+    model = tfsal.Model(cnn, batch_size=4)
+    options = dict(levels=[0.0, 0.5], steps_per_level=2)
+    expected = tfsal.nonlinear_saliency(model, images, 1, **options)
+    real, sizes = nonlinear._compiled_loop, []
+
+    def tight(model, x, *rest):
+        if len(x) > 1:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating")
+        sizes.append(len(x))
+        return real(model, x, *rest)
+
+    monkeypatch.setattr(nonlinear, "_compiled_loop", tight)
+    with pytest.warns(RuntimeWarning, match="out of memory with a batch of 4; retrying with 2"):
+        got = tfsal.nonlinear_saliency(model, images, 1, **options)
+    assert sizes == [1] * 5
+    # Each item's loop is independent of its batch, up to the convolution kernels' float
+    # rounding, which differs with the batch size.
+    np.testing.assert_allclose(got.target_probability, expected.target_probability, atol=1e-5)
+    np.testing.assert_allclose(got.maps, expected.maps, rtol=1e-3, atol=1e-6)

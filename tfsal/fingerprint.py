@@ -31,7 +31,7 @@ def model_digest(model: Model) -> str | None:
     h.update(repr((_preprocess_identity(model.preprocess), model.output_note,
                    model.input_size, type(model.wrapped).__name__)).encode())
     if model.graph is not None:
-        structure, values = _graph_parts(model.graph)
+        structure, values = model.graph.contents()
     else:
         structure = _keras_structure(model.wrapped)
         variables = getattr(model.wrapped, "weights", None) \
@@ -60,29 +60,3 @@ def _keras_structure(model) -> bytes:
         return model.to_json().encode()
     except Exception:  # subclassed models without get_config: their class stands for them
         return type(model).__qualname__.encode()
-
-
-def _graph_parts(graph) -> tuple[bytes, list]:
-    """A loaded graph's (serialized GraphDef with the fed and read tensor names, [(variable,
-    value)])."""
-    import tensorflow as tf
-
-    structure = graph._graph_def.SerializeToString(deterministic=True) + repr(
-        (graph.input_name, graph.output_name, graph.logits_name)).encode()
-    nodes = {node.name: node for node in graph._graph_def.node}
-    dtypes = {}  # the capture placeholder -> the dtype its reads declare
-    for node in nodes.values():
-        if node.op == "ReadVariableOp" and node.input:
-            source = nodes.get(node.input[0].split(":")[0])
-            while source is not None and source.op == "Identity":  # reads through Identity
-                source = nodes.get(source.input[0].split(":")[0])
-            if source is not None:
-                dtypes[source.name] = tf.dtypes.as_dtype(node.attr["dtype"].type)
-    values = []
-    for name, handle in sorted(graph._captures.items()):
-        dtype = dtypes.get(name.split(":")[0])
-        if dtype is None:  # a capture that is not a variable (a constant tensor)
-            values.append((name, np.asarray(handle)))
-        else:
-            values.append((name, tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype).numpy()))
-    return structure, values

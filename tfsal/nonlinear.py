@@ -31,6 +31,7 @@ from tfsal.errors import TfsalError
 from tfsal.images import check_images, float_array
 from tfsal.loading import as_model
 from tfsal.methods._base import positive_int
+from tfsal.model import Chunker
 from tfsal.progress import progress_bar
 from tfsal.selection import select
 from tfsal.targets import resolve_targets
@@ -257,14 +258,19 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
         raise TfsalError(f"expected linear True or False, received {linear!r}")
     config = (levels, steps, step_size, filters, background)
     chunks = range(0, len(items), model.batch_size)
+    chunker = Chunker(model.batch_size)  # halves a chunk that runs out of memory
+
+    def loop(start: int, stop: int):
+        x, t = images[items[start:stop]], item_targets[start:stop]
+        if sensitivity is None:
+            return _compiled_loop(model, x, t, config, bool(linear))
+        return _python_loop(model, x, t, config, bool(linear), sensitivity)
+
     parts = []
     for start in progress_bar(chunks, progress, "nonlinear saliency"):
-        part = slice(start, start + model.batch_size)
-        x, t = images[items[part]], item_targets[part]
-        if sensitivity is None:
-            parts.append(_compiled_loop(model, x, t, config, bool(linear)))
-        else:
-            parts.append(_python_loop(model, x, t, config, bool(linear), sensitivity))
+        stop = min(start + model.batch_size, len(items))
+        parts.extend(chunker.run(lambda a, b, start=start: loop(start + a, start + b),
+                                 stop - start))
     joined = [np.concatenate(p) for p in zip(*parts)]
     probabilities, fractions, snap_images, snap_maps, kept, best_step, best_image, best_map = \
         joined

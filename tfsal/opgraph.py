@@ -202,6 +202,38 @@ class OpGraph:
 
         return tf.compat.v1.wrap_function(value, [])
 
+    def contents(self) -> tuple[bytes, list]:
+        """Everything the outputs depend on, for digests (`tfsal.fingerprint`): the serialized
+        graph with the fed and read tensor names, and [(capture, value)] of the variables
+        (and constants) it reads."""
+        graph_def = tf.compat.v1.GraphDef()
+        graph_def.CopyFrom(self._graph_def)
+        for node in graph_def.node:  # debug names carry a per-load counter
+            node.ClearField("experimental_debug_info")
+        for function in graph_def.library.function:
+            for node in function.node_def:
+                node.ClearField("experimental_debug_info")
+        structure = graph_def.SerializeToString(deterministic=True) + repr(
+            (self.input_name, self.output_name, self.logits_name)).encode()
+        nodes = {node.name: node for node in self._graph_def.node}
+        dtypes = {}  # the capture placeholder -> the dtype its reads declare
+        for node in nodes.values():
+            if node.op == "ReadVariableOp" and node.input:
+                source = nodes.get(node.input[0].split(":")[0])
+                while source is not None and source.op == "Identity":  # reads through Identity
+                    source = nodes.get(source.input[0].split(":")[0])
+                if source is not None:
+                    dtypes[source.name] = tf.dtypes.as_dtype(node.attr["dtype"].type)
+        values = []
+        for name, handle in sorted(self._captures.items()):
+            dtype = dtypes.get(name.split(":")[0])
+            if dtype is None:  # a captured constant, not a variable
+                values.append((name, np.asarray(handle)))
+            else:
+                values.append((name, tf.raw_ops.ReadVariableOp(resource=handle,
+                                                               dtype=dtype).numpy()))
+        return structure, values
+
     # ------------------------------------------------------------------ execution
     def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False, rule=None,
             reference=None):
