@@ -137,11 +137,15 @@ def _attribute(model, name: str):
         return None
 
 
+def _several(shape) -> bool:
+    """True for the shapes of a model with several inputs or outputs (a list of shapes)."""
+    return isinstance(shape, list) or (isinstance(shape, tuple) and bool(shape)
+                                       and isinstance(shape[0], (tuple, list)))
+
+
 def _check_input_shape(shape) -> None:
     """Refuse a known input shape that is not (N, H, W, 3) images."""
-    several = isinstance(shape, list) or (isinstance(shape, tuple) and shape
-                                         and isinstance(shape[0], (tuple, list)))
-    if several:
+    if _several(shape):
         raise TfsalError(f"expected a model taking (N, H, W, 3) images, received input shapes "
                          f"{[tuple(s) for s in shape]} ({len(shape)} inputs)")
     if isinstance(shape, tuple) and (len(shape) != 4 or shape[-1] not in (None, 3)):
@@ -152,9 +156,7 @@ def _check_input_shape(shape) -> None:
 
 def _check_output_shape(shape) -> None:
     """Refuse a known output shape that is not a class vector."""
-    several = isinstance(shape, list) or (isinstance(shape, tuple) and shape
-                                         and isinstance(shape[0], (tuple, list)))
-    if several:
+    if _several(shape):
         raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
                          f"{len(shape)} outputs of shapes {[tuple(s) for s in shape]}")
     if isinstance(shape, tuple) and (len(shape) != 2 or shape[-1] == 0):
