@@ -12,7 +12,7 @@ $(VENV)/bin/activate:
 
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,plot,progress]"
+	$(PY) -m pip install --quiet -e ".[dev,plot,progress,imagenet]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -201,9 +201,13 @@ def test_models_lists_the_embedded_model(capsys):
     assert "shapes-cnn" in capsys.readouterr().out
 
 
-def test_demo_writes_the_grid_and_every_map(tmp_path):
+def test_demo_writes_the_photo_sheet_the_grid_and_every_map(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--n-images", "2", "--out", str(out)]) == 0
+    assert main(["demo", "--n-images", "2", "--photos", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "chelsea: " in printed and "cat" in printed.split("chelsea: ")[1].splitlines()[0]
+    with Image.open(out / "photos.png") as sheet:  # the photo row: image + six methods
+        assert sheet.size[0] >= 7 * 200 and sheet.size[1] >= 300
     grid = Image.open(out / "grid.png")
     assert grid.size[0] > 64 * 3 * (len(METHODS) + 1)  # one column per method, scaled ×3
     for name in METHODS:

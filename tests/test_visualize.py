@@ -114,3 +114,25 @@ def test_save_png_round_trip_leaves_no_temp_file(tmp_path):
 def test_bad_inputs_raise(call):
     with pytest.raises(TfsalError):
         call()
+
+
+def test_explanation_sheet_draws_signed_and_heat_panels_with_colour_bars(tmp_path):
+    from tfsal import plots
+
+    rng = np.random.default_rng(0)
+    images = rng.random((2, 32, 32, 3)).astype(np.float32)
+    signed = np.zeros((2, 32, 32, 3), np.float32)
+    signed[:, :8, :8] = 1.0  # raises the score: red
+    signed[:, -8:, -8:] = -1.0  # lowers it: blue
+    heat = np.zeros((2, 4, 4), np.float32)
+    heat[:, 0, 0] = 1.0
+    path = plots.explanation_sheet(images, {"signed": signed, "cam": heat},
+                                   tmp_path / "sheet.png", row_titles=["a", "b"], title="t")
+    sheet = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    h, w = sheet.shape[:2]
+    assert w > 3 * 200 and h > 2 * 200
+    red = (sheet[..., 0] > 150) & (sheet[..., 2] < 90) & (sheet[..., 1] < 90)
+    blue = (sheet[..., 2] > 120) & (sheet[..., 0] < 60)
+    assert red.sum() > 500 and blue.sum() > 500  # both signs drawn (and in the colour bar)
+    with pytest.raises(TfsalError):
+        plots.explanation_sheet(images, {}, tmp_path / "none.png")

@@ -122,8 +122,13 @@ def _parser() -> argparse.ArgumentParser:
                            help="output folder")
     reproduce.set_defaults(run=_reproduce)
 
-    demo = sub.add_parser("demo", help="every method on sample images of the embedded model")
-    demo.add_argument("--n-images", type=int, default=6)
+    demo = sub.add_parser("demo", help="real photos explained by EfficientNet-Lite0, then every "
+                                       "method on generated images of the embedded model")
+    demo.add_argument("--n-images", type=int, default=6,
+                      help="generated images for the embedded model (default 6)")
+    demo.add_argument("--photos", type=int, default=None,
+                      help="bundled photos to explain with efficientnet-lite0 (default all; "
+                           "0: none)")
     demo.add_argument("--out", type=Path, default=Path("demo_out"))
     demo.set_defaults(run=_demo)
 
@@ -403,7 +408,8 @@ def _reproduce(args) -> int:
     from tfsal.reproduce.run import reproduce
 
     check_out(args.out)
-    names = args.model or (list(zoo.available()) if args.paper == "signed" else [DEFAULT_MODEL])
+    shapes_models = [n for n in zoo.available() if zoo.info(n).data == "shapes"]
+    names = args.model or (shapes_models if args.paper == "signed" else [DEFAULT_MODEL])
     models = [load_model(name) for name in names]
     report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
                        quick=args.quick, retrain=args.retrain)
@@ -412,27 +418,33 @@ def _reproduce(args) -> int:
 
 
 def _reproduce_images(args, model):
-    """The --images folder; else generated data (with masks) for the embedded models and
-    matplotlib's sample photos for any other model."""
+    """The --images folder; else generated data (with masks) for the embedded shapes models,
+    and the bundled photos (with their hand-drawn object boxes) for any other model."""
     from tfsal import zoo
     from tfsal.data import make_dataset
     from tfsal.reproduce.run import Images
+    from tfsal.zoo.photos import object_masks, sample_photos
 
     if args.images is not None:
         paths = _image_paths([args.images], args.out)
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
         return Images(_load_images(paths, model.input_size),
                       tuple(os.path.relpath(p, root) for p in paths))
-    if model.name in zoo.available():
+    if model.name in zoo.available() and zoo.info(model.name).data == "shapes":
         if args.n_images < 1:
             raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
         data = make_dataset(args.n_images, size=model.input_size[0], seed=GENERATED_SEED)
         return Images(data.images, tuple(f"image{i}" for i in range(len(data))), data.masks)
-    import matplotlib
-
-    samples = Path(matplotlib.get_data_path()) / "sample_data"
-    paths = [samples / "grace_hopper.jpg", samples / "Minduka_Present_Blue_Pack.png"]
-    return Images(_load_images(paths, model.input_size), tuple(p.stem for p in paths))
+    if model.input_size is None or model.input_size[0] != model.input_size[1]:
+        raise TfsalError(f"expected --images for a model without a square input size, "
+                         f"received {model.input_size}")
+    photos = sample_photos(model.input_size[0])
+    if not photos:
+        raise TfsalError('expected the bundled photos (pip install "tfsal[imagenet,plot]") or '
+                         "--images, received neither")
+    names = tuple(photos)
+    return Images(np.stack(list(photos.values())), names,
+                  object_masks(model.input_size[0], names))
 
 
 def _label(model, target) -> str:
@@ -449,7 +461,13 @@ def _demo(args) -> int:
 
     if args.n_images < 1:
         raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
+    if args.photos is not None and args.photos < 0:
+        raise TfsalError(f"expected --photos ≥ 0, received {args.photos}")
     check_out(args.out)
+    if args.photos != 0:
+        _demo_photos(args.photos, args.out)
+    print(f"explaining {args.n_images} generated images with {DEFAULT_MODEL}, every method ...",
+          flush=True)
     model = load_model(DEFAULT_MODEL)
     data = make_dataset(args.n_images, size=model.input_size[0], seed=DEMO_SEED)
     probs = model.predict(data.images, score="probability")
@@ -480,6 +498,48 @@ def _demo(args) -> int:
     return 0
 
 
+PHOTO_MODEL = "efficientnet-lite0"
+# The main methods on the photos: plain and smoothed gradients, a path method, a backward rule,
+# a class-activation map.
+PHOTO_METHODS = {"gradient": ("vanilla", {}),
+                 "SmoothGrad": ("smoothgrad", {"n_samples": 25, "noise_level": 0.15, "seed": 0}),
+                 "Integrated Gradients": ("integrated_gradients", {"steps": 32}),
+                 "Guided Backprop": ("guided_backprop", {}),
+                 "RectGrad": ("rectgrad", {}),
+                 "Grad-CAM": ("grad_cam", {})}
+
+
+def _demo_photos(count, out: Path) -> None:
+    """The bundled photos explained by EfficientNet-Lite0: photos.png and a line per photo."""
+    from tfsal import plots
+    from tfsal.loading import load_model
+    from tfsal.methods import METHODS
+    from tfsal.zoo.photos import sample_photos
+
+    try:
+        model = load_model(PHOTO_MODEL)
+        photos = sample_photos(model.input_size[0])
+    except TfsalError as exc:  # the imagenet extra is not installed: the shapes demo only
+        print(f"skipping the photos: {exc}")
+        return
+    names = list(photos)[:count]
+    images = np.stack([photos[n] for n in names])
+    print(f"explaining {len(names)} photos with {PHOTO_MODEL} ({', '.join(PHOTO_METHODS)}) ...",
+          flush=True)
+    probabilities = model.predict(images, score="probability")
+    predicted = probabilities.argmax(axis=1).astype(np.int32)
+    maps = {title: METHODS[name](model, images, predicted, **options)
+            for title, (name, options) in PHOTO_METHODS.items()}
+    titles = []
+    for name, target, p in zip(names, predicted, probabilities):
+        label = _label(model, target).replace("_", " ")
+        titles.append(f"{name}\n{label} {p[target]:.0%}")
+        print(f"  {name}: {label} ({p[target]:.1%})")
+    path = plots.explanation_sheet(images, maps, out / "photos.png", row_titles=titles,
+                                   title=f"{PHOTO_MODEL} (ImageNet), maps of the predicted class")
+    print(f"wrote {path}")
+
+
 def _methods(_args) -> int:
     from tfsal.methods import METHODS
 
@@ -494,14 +554,14 @@ def _models(_args) -> int:
 
     for name in zoo.available():
         info = zoo.info(name)
-        print(f"{name:14s} input {info.input_size}x{info.input_size}, preprocess "
+        print(f"{name:20s} input {info.input_size}x{info.input_size}, preprocess "
               f"{info.preprocess!r}, {len(info.class_names)} classes")
     print(f"\nImageNet models (keras.applications; Keras caches their weights in "
           f"{hub_models.keras_cache_dir() / 'models'}):")
     for name in hub_models.available():
         spec = hub_models.spec(name)
         cached = "cached" if spec.weights_cached() else "not cached (downloaded on first load)"
-        print(f"{name:14s} input {spec.input_size}x{spec.input_size}, preprocess "
+        print(f"{name:20s} input {spec.input_size}x{spec.input_size}, preprocess "
               f"{spec.preprocess!r}, {spec.num_classes} classes, weights {cached}")
     return 0
 

