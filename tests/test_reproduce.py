@@ -79,7 +79,7 @@ def test_reproduce_refuses_unknown_papers_and_missing_models(tmp_path, capsys):
     assert not (tmp_path / "report.md").exists()
 
 
-def test_reproduce_on_another_model_uses_the_sample_photos(tmp_path):
+def test_reproduce_on_another_model_uses_the_bundled_photos(tmp_path):
     from conftest import toy_cnn
 
     model_file = tmp_path / "toy.keras"
@@ -87,8 +87,10 @@ def test_reproduce_on_another_model_uses_the_sample_photos(tmp_path):
     out = tmp_path / "out"
     assert main(["reproduce", "nonlinear", "--quick", "--model", str(model_file),
                  "--out", str(out)]) == 0
-    assert {p.name.split("_class")[0] for p in out.glob("*_strip.png")} == {
-        "grace_hopper", "Minduka_Present_Blue_Pack"}
+    from tfsal.zoo.photos import photo_paths
+
+    assert {p.name.split("_class")[0] for p in out.glob("*_strip.png")} == set(photo_paths())
+    assert "grace_hopper" in photo_paths() and "chelsea" in photo_paths()
 
 
 def test_reproduce_on_an_imagenet_model_without_weights_names_the_missing_file(

@@ -7,7 +7,8 @@ A rule replaces the backward pass at three kinds of sites while the forward pass
   types the RectGrad reference overrides (`OVERRIDDEN`);
 - SAME-padded convolutions (RectGrad's padding trick: zero a one-pixel border of the gradient
   arriving at the convolution's output, before its own backward pass);
-- max-pooling (RectGrad's proportional redistribution rule, PRR).
+- max-pooling (RectGrad's proportional redistribution rule, PRR; DeepLIFT's optional
+  `maxpool="rescale"`, which keeps summation-to-delta).
 
 Rules reach a model in one of two independent ways, each the other's oracle:
 
@@ -39,12 +40,19 @@ import tensorflow as tf
 
 from tfsal.errors import TfsalError
 from tfsal.graph import linear_copy
-from tfsal.selection import best_selection, percentile_rank, select
+from tfsal.selection import RANKS, best_selection, percentile_rank, select
 
 # Activation types overridden by the RectGrad reference (one TensorFlow op each).
 OVERRIDDEN = ("relu", "relu6", "elu", "selu", "sigmoid", "tanh", "softplus", "leaky_relu")
 
 _CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
+# How DeepLIFT passes max-pooling (`Rescale.maxpool`).
+MAXPOOL_RULES = ("gradient", "rescale")
+# Max-pooling layers `maxpool="rescale"` cannot handle (it refuses them rather than silently
+# breaking summation-to-delta there).
+_OTHER_MAX_POOLS = (keras.layers.MaxPooling1D, keras.layers.MaxPooling3D,
+                    keras.layers.GlobalMaxPooling1D, keras.layers.GlobalMaxPooling2D,
+                    keras.layers.GlobalMaxPooling3D)
 
 
 # ------------------------------------------------------------------------------------ rules
@@ -88,18 +96,25 @@ class Rectified(Rule):
     """Rectified Gradient (Kim et al. 2019): R · 1[a · R > τ], strict.
 
     τ is the `percentile`-th percentile ("nearest") of a · R per sample over all of the layer's
-    units, or the constant `threshold` when one is given. As in the authors' code, the rule
-    replaces the activation's derivative (for ReLU and τ ≥ 0 the two agree).
+    units, or the constant `threshold` when one is given. `rank` is how the percentile's rank
+    is rounded (`tfsal.selection.percentile_rank`): "authors" (their TF1 percentile, the
+    default) or "numpy". As in the authors' code, the rule replaces the activation's
+    derivative (for ReLU and τ ≥ 0 the two agree).
     """
 
     percentile: float | None = 98.0
     threshold: float | None = None
     padding_trick: bool = True
     prr: bool = False
+    rank: str = "authors"
+
+    def __post_init__(self):
+        if self.rank not in RANKS:
+            raise TfsalError(f"expected rank in {RANKS}, received {self.rank!r}")
 
     def activation_backward(self, grad, z, a, derivative, reference):
         if self.threshold is None:
-            return rectify(grad, a, self.percentile)
+            return rectify(grad, a, self.percentile, self.rank)
         return tf.where(a * grad > self.threshold, grad, tf.zeros_like(grad))
 
 
@@ -108,9 +123,21 @@ class Rescale(Rule):
     """DeepLIFT's Rescale rule (Shrikumar et al. 2017): R · (a − a0) / (z − z0).
 
     Where |z − z0| ≤ 1e-5 the derivative at the midpoint is used instead (as in DeepExplain).
+
+    `maxpool`: how max-pooling passes the multipliers. "gradient" (the default, as in the
+    RectGrad authors' DeepExplain and the DeepLIFT package): the plain gradient, all of a
+    window's multiplier to its largest input, which breaks summation-to-delta. "rescale": each
+    window's multiplier is shared by the path-averaged gradient of the window's maximum
+    (`_window_path_shares`), the multi-input form of the Rescale rule itself, which keeps
+    summation-to-delta exact.
     """
 
     needs_reference = True
+    maxpool: str = "gradient"
+
+    def __post_init__(self):
+        if self.maxpool not in MAXPOOL_RULES:
+            raise TfsalError(f"expected maxpool in {MAXPOOL_RULES}, received {self.maxpool!r}")
 
     def activation_backward(self, grad, z, a, derivative, reference):
         z0, a0 = reference
@@ -132,24 +159,26 @@ class Epsilon(Rule):
 
 
 # ------------------------------------------------------------------------------- primitives
-def per_sample_percentile(values, q: float, how: str | None = None):
-    """The q-th percentile of each sample's values, "nearest" interpolation (NumPy's).
+def per_sample_percentile(values, q: float, how: str | None = None, rank: str = "authors"):
+    """The q-th percentile of each sample's values, "nearest" interpolation.
 
-    The value at rank round-half-even((n − 1) · q / 100) of each sample's ascending order,
-    found by `how` (see `selection.select`; default `selection.best_selection`): every
-    algorithm is exact.
+    The value at ascending rank `selection.percentile_rank(n, q, rank)` of each sample's n
+    values: by the RectGrad authors' TF1 rule (default) or NumPy's (`rank="numpy"`), found by
+    `how` (see `selection.select`; default `selection.best_selection`): every algorithm is
+    exact.
 
     Returns:
         a tensor broadcastable against `values`: (N, 1, ..., 1).
     """
     n = int(np.prod(values.shape[1:]))
-    index = percentile_rank(n, q)
+    index = percentile_rank(n, q, rank)
     tau = select(tf.reshape(values, (-1, n)), index, how or best_selection(n, index))
     return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
 
 
-def rectify(grad, activation, q: float):
-    """RectGrad's rule R · 1[a · R > τ] with τ the per-sample q-th percentile of a · R.
+def rectify(grad, activation, q: float, rank: str = "authors"):
+    """RectGrad's rule R · 1[a · R > τ] with τ the per-sample q-th percentile of a · R
+    (its rank by `rank`, see `per_sample_percentile`).
 
     With the radix select (large layers) the rule runs as one XLA cluster: XLA fuses the
     elementwise work around the select's two counting passes, 2.8 times faster than op by op
@@ -157,15 +186,15 @@ def rectify(grad, activation, q: float):
     once per process.
     """
     n = int(np.prod(grad.shape[1:]))
-    how = best_selection(n, percentile_rank(n, q))
+    how = best_selection(n, percentile_rank(n, q, rank))
     if how == "radix":
-        return _rectify_compiled(grad, activation, float(q), how)
-    return _rectify(grad, activation, q, how)
+        return _rectify_compiled(grad, activation, float(q), how, rank)
+    return _rectify(grad, activation, q, how, rank)
 
 
-def _rectify(grad, activation, q, how):
+def _rectify(grad, activation, q, how, rank="authors"):
     importance = activation * grad
-    tau = per_sample_percentile(importance, q, how)
+    tau = per_sample_percentile(importance, q, how, rank)
     return tf.where(importance > tau, grad, tf.zeros_like(grad))
 
 
@@ -218,6 +247,99 @@ def _prr_backward(inputs, grad, ksize, strides, padding):
     share = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(inputs), grad=grad / window_mean,
                                    ksize=ksize, strides=strides, padding=padding)
     return inputs * share
+
+
+def rescales_max_pool(rule: Rule) -> bool:
+    """Whether `rule` replaces max-pooling's gradient by DeepLIFT's summation-exact rule."""
+    return getattr(rule, "maxpool", "gradient") == "rescale"
+
+
+def _path_max_pool(layer, x, x0):
+    """Max-pool forward; backward by DeepLIFT's `maxpool="rescale"` (`_path_max_pool_backward`)
+    against the same layer's input `x0` on the reference images."""
+    if layer.data_format != "channels_last":
+        raise TfsalError("expected channels_last max-pooling for DeepLIFT's maxpool='rescale', "
+                         f"received {layer.data_format} in {layer.name}")
+    ksize = [1, *layer.pool_size, 1]
+    strides = [1, *layer.strides, 1]
+    padding = layer.padding.upper()
+
+    @tf.custom_gradient
+    def pool(inputs):
+        return layer(inputs), lambda grad: _path_max_pool_backward(inputs, x0, grad, ksize,
+                                                                    strides, padding)
+
+    return pool(x)
+
+
+def _window_views(t, ksize, strides, padding):
+    """The K = kh·kw views of `t` (N, H, W, C) that max-pooling compares: view k holds, at
+    every output position, the window's k-th input (row-major in the window), as
+    (N, oh, ow, C); plus K masks (1, oh, ow, 1), 0 where the input is SAME padding."""
+    kh, kw, sh, sw = ksize[1], ksize[2], strides[1], strides[2]
+    h, w = tf.shape(t)[1], tf.shape(t)[2]
+    if padding == "SAME":
+        oh, ow = (h + sh - 1) // sh, (w + sw - 1) // sw
+        pad_h = tf.maximum((oh - 1) * sh + kh - h, 0)
+        pad_w = tf.maximum((ow - 1) * sw + kw - w, 0)
+    else:
+        oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        pad_h = pad_w = tf.constant(0)
+    paddings = [[0, 0], [pad_h // 2, pad_h - pad_h // 2], [pad_w // 2, pad_w - pad_w // 2],
+                [0, 0]]
+    padded = tf.pad(t, paddings)
+    inside = tf.pad(tf.ones(tf.stack([1, h, w, 1]), t.dtype), paddings)
+    views, masks = [], []
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a, a + (oh - 1) * sh + 1, sh)
+            cols = slice(b, b + (ow - 1) * sw + 1, sw)
+            views.append(padded[:, rows, cols, :])
+            masks.append(inside[:, rows, cols, :] > 0)
+    return views, masks
+
+
+def _window_path_shares(x_views, x0_views, masks):
+    """Per window and input k: the fraction m_k of the straight path from the reference window
+    x0 to the window x along which input k is the window's maximum (the path-averaged gradient
+    of max, ∫₀¹ ∂max(x0 + α(x − x0))/∂x_k dα).
+
+    Along the path input k is the line x0_k + α·Δ_k; it is the maximum where it is at least
+    every other line, an interval of α (the maximum of lines is convex): α ≥ −g/s for each
+    other input with slope difference s > 0, α ≤ −g/s for s < 0 (g = the lines' gap at α = 0),
+    never if s = 0 and g < 0; identical lines go to the first. So m_k ≥ 0, Σ_k m_k = 1 and
+    Σ_k m_k·Δ_k = max(x) − max(x0) exactly (up to rounding): the fundamental theorem of
+    calculus along the path. For one input this is DeepLIFT's Rescale multiplier Δy / Δx.
+    """
+    deltas = [x - x0 for x, x0 in zip(x_views, x0_views)]
+    shares = []
+    for k, (x0_k, delta_k) in enumerate(zip(x0_views, deltas)):
+        low, high = tf.zeros_like(delta_k), tf.ones_like(delta_k)
+        possible = tf.broadcast_to(masks[k], tf.shape(delta_k))
+        for j, (x0_j, delta_j) in enumerate(zip(x0_views, deltas)):
+            if j == k:
+                continue
+            gap, slope = x0_k - x0_j, delta_k - delta_j
+            cross = -gap / tf.where(tf.equal(slope, 0), tf.ones_like(slope), slope)
+            low = tf.where(masks[j] & (slope > 0), tf.maximum(low, cross), low)
+            high = tf.where(masks[j] & (slope < 0), tf.minimum(high, cross), high)
+            below = gap <= 0 if j < k else gap < 0  # identical lines: the first one wins
+            possible &= ~(masks[j] & tf.equal(slope, 0) & below)
+        shares.append(tf.where(possible, tf.maximum(high - low, 0), tf.zeros_like(delta_k)))
+    return shares
+
+
+def _path_max_pool_backward(inputs, reference, grad, ksize, strides, padding):
+    """DeepLIFT's `maxpool="rescale"`: each window's multiplier goes to its inputs weighted by
+    their path shares (`_window_path_shares`), so Σ_k multiplier_k·Δx_k = Δy per window and
+    summation-to-delta holds through the pooling; where x = x0 this is the plain gradient."""
+    x_views, masks = _window_views(inputs, ksize, strides, padding)
+    x0_views, _ = _window_views(reference, ksize, strides, padding)
+    shares = _window_path_shares(x_views, x0_views, masks)
+    with tf.GradientTape() as tape:  # the transpose of taking the views: scatter-add
+        tape.watch(inputs)
+        views, _ = _window_views(inputs, ksize, strides, padding)
+    return tape.gradient(views, inputs, output_gradients=[m * grad for m in shares])
 
 
 def _derivative(name: str, forward):
@@ -279,6 +401,9 @@ class Overrider:
             if isinstance(layer, keras.layers.MaxPooling2D) and self.rule.prr and not self.record:
                 self.reached["max_pool"] += 1
                 return _proportional_max_pool(layer, args[0])
+            if rescales_max_pool(self.rule) and isinstance(
+                    layer, (keras.layers.MaxPooling2D, *_OTHER_MAX_POOLS)):
+                return self._rescaled_max_pool(path, layer, args, kwargs)
             out = layer(*args, **kwargs)
             if _is_same_conv(layer) and self.rule.padding_trick and not self.record:
                 self.reached["padding"] += 1
@@ -306,6 +431,21 @@ class Overrider:
         reference = self.references.recorded[key] if self.references is not None else None
         derivative = _derivative(name, forward)
         return self._apply(forward, z, derivative, reference)
+
+    def _rescaled_max_pool(self, path: str, layer, args, kwargs):
+        """DeepLIFT's maxpool="rescale": the reference pass records the pooling's input, the
+        image pass attaches `_path_max_pool_backward` against it."""
+        if not isinstance(layer, keras.layers.MaxPooling2D):
+            raise TfsalError(f"expected max-pooling that DeepLIFT's maxpool='rescale' handles "
+                             f"(MaxPooling2D layers), received {type(layer).__name__} "
+                             f"{layer.name!r}; use maxpool='gradient' for this model")
+        key = (path, self._calls[path])
+        self._calls[path] += 1
+        if self.record:
+            self.recorded[key] = tf.stop_gradient(args[0])
+            return layer(*args, **kwargs)
+        self.reached["max_pool"] += 1
+        return _path_max_pool(layer, args[0], self.references.recorded[key])
 
     def _apply(self, forward, z, derivative, reference):
         rule = self.rule
@@ -353,6 +493,9 @@ ACTIVATION_OPS = {
 }
 CONVOLUTION_OPS = ("Conv2D", "DepthwiseConv2dNative")
 MAX_POOL_OP = "MaxPool"
+MAX_POOL_OPS = (MAX_POOL_OP, "MaxPoolV2")  # V2: the same, with ksize and strides as inputs
+# Max-pooling ops DeepLIFT's maxpool="rescale" refuses (their gradient raises a TfsalError).
+OTHER_MAX_POOL_OPS = ("MaxPool3D", "MaxPoolWithArgmax")
 
 
 def gradient_overrides(rule: Rule) -> dict[str, str]:
@@ -364,8 +507,10 @@ def gradient_overrides(rule: Rule) -> dict[str, str]:
     types = list(ACTIVATION_OPS)
     if rule.padding_trick:
         types += CONVOLUTION_OPS
-    if rule.prr:
-        types.append(MAX_POOL_OP)
+    if rule.prr or rescales_max_pool(rule):
+        types += MAX_POOL_OPS
+    if rescales_max_pool(rule):
+        types += OTHER_MAX_POOL_OPS
     return {op_type: _registered(rule, op_type) for op_type in types}
 
 
@@ -373,8 +518,10 @@ def _registered(rule: Rule, op_type: str) -> str:
     name = f"tfsal/{rule!r}/{op_type}"
     if op_type in ACTIVATION_OPS:
         gradient = _activation_op_gradient
-    elif op_type == MAX_POOL_OP:
+    elif op_type in MAX_POOL_OPS:
         gradient = _max_pool_op_gradient
+    elif op_type in OTHER_MAX_POOL_OPS:
+        gradient = _refused_max_pool_op_gradient
     else:
         gradient = _padded_convolution_op_gradient
     try:
@@ -406,11 +553,36 @@ def _padded_convolution_op_gradient(rule: Rule, op, grad):
 
 
 def _max_pool_op_gradient(rule: Rule, op, grad):
+    """PRR (RectGrad) or DeepLIFT's maxpool="rescale" for a MaxPool / MaxPoolV2 op."""
+    what = ("the proportional redistribution rule" if rule.prr else
+            "DeepLIFT's maxpool='rescale'")
     if op.get_attr("data_format") != b"NHWC":
-        raise TfsalError(f"expected NHWC max-pooling for the proportional redistribution rule, "
-                         f"received {op.get_attr('data_format').decode()} in {op.name}")
-    return _prr_backward(op.inputs[0], grad, op.get_attr("ksize"), op.get_attr("strides"),
-                         op.get_attr("padding").decode())
+        raise TfsalError(f"expected NHWC max-pooling for {what}, received "
+                         f"{op.get_attr('data_format').decode()} in {op.name}")
+    if op.type == MAX_POOL_OP:
+        ksize, strides = op.get_attr("ksize"), op.get_attr("strides")
+    else:  # MaxPoolV2: window and strides are (usually constant) inputs
+        ksize, strides = (tf.get_static_value(t) for t in op.inputs[1:3])
+        if ksize is None or strides is None:
+            raise TfsalError(f"expected a MaxPoolV2 op with constant ksize and strides for "
+                             f"{what}, received computed ones in {op.name}")
+        ksize, strides = [int(v) for v in ksize], [int(v) for v in strides]
+    padding = op.get_attr("padding").decode()
+    if rule.prr:
+        dx = _prr_backward(op.inputs[0], grad, ksize, strides, padding)
+    else:  # OpGraph.run feeds the images and their references as one batch, references second
+        inputs = op.inputs[0]
+        n = tf.shape(inputs)[0] // 2
+        images_part = _path_max_pool_backward(inputs[:n], inputs[n:], grad[:n], ksize, strides,
+                                              padding)
+        dx = tf.concat([images_part, tf.zeros_like(inputs[n:])], axis=0)
+    return dx if op.type == MAX_POOL_OP else (dx, None, None)  # V2: nothing for ksize, strides
+
+
+def _refused_max_pool_op_gradient(rule: Rule, op, *grads):
+    raise TfsalError(f"expected max-pooling ops DeepLIFT's maxpool='rescale' handles "
+                     f"({', '.join(MAX_POOL_OPS)}), received a {op.type} op ({op.name}); use "
+                     f"maxpool='gradient' for this model")
 
 
 def _standard_gradient(op, *grads):

@@ -1,7 +1,8 @@
 """Exact per-row order statistics: the value at a given ascending rank of each row.
 
-Shared by RectGrad's layer-wise percentile thresholds (`best_selection` picks a partial sort
-or the radix select) and the nonlinear saliency loop's level selection (NumPy's introselect:
+Shared by RectGrad's layer-wise percentile thresholds (`percentile_rank` turns q into a rank
+by the authors' or NumPy's rule, `best_selection` picks a partial sort or the radix select)
+and the nonlinear saliency loop's level selection (NumPy's introselect:
 its rank changes inside the compiled loop, and it is 3-7 times cheaper than `top_k` there).
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+
+from tfsal.errors import TfsalError
 
 
 def select(flat, index, how: str):
@@ -28,9 +31,35 @@ def select(flat, index, how: str):
     return -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
 
 
-def percentile_rank(n: int, q: float) -> int:
-    """The ascending rank of NumPy's "nearest" q-th percentile among n values."""
-    return int(np.round((n - 1) * float(q) / 100.0))  # np.round: half to even, in float64
+# How the "nearest" q-th percentile of n values picks its rank (`percentile_rank`).
+RANKS = ("authors", "numpy")
+
+
+def percentile_rank(n: int, q: float, rank: str = "authors") -> int:
+    """The ascending rank (0-based) of the "nearest" q-th percentile among n values.
+
+    rank="authors": TF 1.x `tf.contrib.distributions.percentile(x, q,
+        interpolation="nearest")`, which the RectGrad authors' code calls: the values sorted
+        in DESCENDING order (`top_k`) and the index i = round((n − 1) · (1 − q / 100)) taken
+        from the top, every operation in float32 (q and n cast to float32, q / 100, 1 − ·,
+        the product) and `tf.round` rounding half to even; ascending rank n − 1 − i.
+    rank="numpy": `np.percentile(x, q, method="nearest")`: the ascending rank
+        round((n − 1) · (q / 100)) in float64, half to even.
+
+    The two agree except where the rounded fraction is (within float error) a half: always at
+    q = 50 for even n, at q = 90 for n ≡ 16 (mod 20), at q = 98 for n ≡ 26 (mod 100), ...;
+    there they pick adjacent ranks. (The later float64 versions of the TF / TFP percentile,
+    not offered here, part from NumPy at other sizes: n ≡ 6 (mod 20) at q = 90, n ≡ 76
+    (mod 100) at q = 98; comparisons with the authors' code show the float32 families.)
+    """
+    if rank == "authors":
+        f32 = np.float32
+        frac = f32(1.0) - f32(q) / f32(100.0)
+        from_top = np.round((f32(n) - f32(1.0)) * frac)  # float32 stays float32; half to even
+        return n - 1 - int(from_top)
+    if rank == "numpy":
+        return int(np.round((n - 1) * (float(q) / 100.0)))  # NumPy's own order of operations
+    raise TfsalError(f"expected rank in {RANKS}, received {rank!r}")
 
 
 def best_selection(n: int, index: int) -> str:

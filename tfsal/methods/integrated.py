@@ -117,7 +117,8 @@ def make_baseline(images: np.ndarray, baseline="black", *, seed=None,
 @attribution_method
 def integrated_gradients(model, images, targets=None, *, baseline="black", steps: int = 50,
                          schedule: str = "gauss_legendre", score: str | None = None, seed=None,
-                         blur_sigma: float | None = None) -> np.ndarray:
+                         blur_sigma: float | None = None,
+                         multiply_by: str = "pixels") -> np.ndarray:
     """Integrated Gradients along the straight path from `baseline` to the image.
 
     Args:
@@ -130,20 +131,30 @@ def integrated_gradients(model, images, targets=None, *, baseline="black", steps
         score: score to integrate ("logit" by default).
         seed: randomness of the "noise" baseline.
         blur_sigma: filter width of the "blur" baseline.
+        multiply_by: "pixels" (default): the mean gradient times x − b; "model_input": the mean
+            model-input gradient times x_in − b_in (b_in = the preprocessed baseline). The
+            straight pixel path is the straight model-input path only for an affine
+            preprocessing (required), and then the chain rule makes both the same map: only
+            the baseline matters (the authors' code used zeros in model-input space,
+            `tfsal.methods.gradient.model_input_zero`).
 
     Returns:
         float32 (N, H, W, 3), signed; sums to ≈ S(x) − S(baseline) per image.
 
     Raises:
-        TfsalError: for bad images, targets, baseline, steps or schedule.
+        TfsalError: for bad images, targets, baseline, steps, schedule or multiply_by.
 
     Example:
         >>> ig = tfsal.integrated_gradients(model, images, steps=16)
         >>> delta = tfsal.completeness_delta(model, images, ig)
     """
+    from tfsal.methods.gradient import check_multiply_by, multiplied_input
+
+    check_multiply_by(multiply_by)
     alphas, weights = path_schedule(schedule, steps)
     base = make_baseline(images, baseline, seed=seed, blur_sigma=blur_sigma)
     diff = images - base
+    factor = multiplied_input(model, images, base, multiply_by=multiply_by, affine=True)
     alphas32 = alphas.astype(np.float32).reshape(-1, 1, 1, 1)
 
     def path_point(i, j):
@@ -154,7 +165,7 @@ def integrated_gradients(model, images, targets=None, *, baseline="black", steps
 
     mean_grad = sum_over_points(model, len(images), len(alphas), path_point, gradient, targets,
                                 weights)
-    return (mean_grad * diff).astype(np.float32)
+    return (mean_grad * factor).astype(np.float32)
 
 
 def completeness_delta(model, images, attributions, targets=None, *, baseline="black",

@@ -19,7 +19,9 @@ import numpy as np
 from tfsal.errors import TfsalError
 from tfsal.methods._base import attribution_method
 from tfsal.methods.cam import grad_cam
+from tfsal.methods.gradient import multiplied_input
 from tfsal.overrides import Deconv, Guided, Rectified, Rule
+from tfsal.selection import RANKS
 
 
 @attribution_method
@@ -61,7 +63,8 @@ def deconvnet(model, images, targets=None, *, score: str | None = None) -> np.nd
 @attribution_method
 def rectgrad(model, images, targets=None, *, percentile: float = 98, padding_trick: bool = True,
              prr: bool = False, zero_threshold: bool = False, threshold: float | None = None,
-             score: str | None = None) -> np.ndarray:
+             score: str | None = None, rank: str = "authors",
+             multiply_by: str = "pixels") -> np.ndarray:
     """Rectified Gradient: input × gradient with layer-wise importance thresholding.
 
     Args:
@@ -76,22 +79,35 @@ def rectgrad(model, images, targets=None, *, percentile: float = 98, padding_tri
             (its ImageNet figures).
         threshold: a constant τ for every layer instead of the percentile.
         score: differentiated score ("logit" by default, as in the paper).
+        rank: which of the layer's n values is the "nearest" q-th percentile
+            (`tfsal.selection.percentile_rank`). "authors" (default): the authors' TF1
+            `tf.contrib.distributions.percentile`, i = round_half_even((n − 1)·(1 − q/100)) in
+            float32, counted from the largest value; "numpy": `np.percentile(...,
+            method="nearest")`, ascending rank round_half_even((n − 1)·(q/100)) in float64.
+            They differ by one rank where the product is a half (q = 50 with n even, q = 90
+            with n ≡ 16 mod 20, q = 98 with n ≡ 26 mod 100, ...).
+        multiply_by: "pixels" (default): x · R on the [0, 1] pixels; "model_input": x_in · R_in
+            on the preprocessed input, as the authors' code ([−1, 1] inputs: R · (x − 0.5) for
+            "tf" preprocessing); see `tfsal.methods.gradient`. The zero threshold applies to
+            the product chosen.
 
     Returns:
         float32 (N, H, W, 3), signed unless `zero_threshold`.
 
     Raises:
-        TfsalError: for a percentile outside [0, 100], a non-finite threshold, opaque models, or
-            models with no activation to override.
+        TfsalError: for a percentile outside [0, 100], a non-finite threshold, a bad rank or
+            multiply_by, opaque models, or models with no activation to override.
 
     Example:
         >>> r = tfsal.rectgrad("shapes-cnn", images, percentile=98, prr=True)
         >>> heat = tfsal.visualize.reduce_channels(r, "sum")
     """
     rule = rectified_rule(percentile=percentile, threshold=threshold,
-                          padding_trick=padding_trick, prr=prr)
-    attribution = model.input_gradients(images, targets, score=score, rule=rule) * images
+                          padding_trick=padding_trick, prr=prr, rank=rank)
     _check_flag(zero_threshold, "zero_threshold")
+    factor = multiplied_input(model, images, multiply_by=multiply_by)
+    attribution = model.input_gradients(images, targets, score=score, rule=rule) * factor
+    attribution = attribution.astype(np.float32)
     return np.maximum(attribution, 0) if zero_threshold else attribution
 
 
@@ -128,8 +144,9 @@ def layer_attributions(model, images, targets=None, *, method="rectgrad", layers
     gradient the map grows noisier layer by layer towards the input, with RectGrad it does not.
 
     Args:
-        method: "vanilla", "guided_backprop", "deconvnet", "rectgrad" (q = 98, padding trick),
-            or a rule from `tfsal.overrides` (e.g. `Rectified(percentile=90, prr=True)`).
+        method: "vanilla", "guided_backprop", "deconvnet", "rectgrad" (q = 98, padding trick,
+            the authors' percentile rank), or a rule from `tfsal.overrides` (e.g.
+            `Rectified(percentile=90, prr=True, rank="numpy")`).
         layers: layer names/paths/indices; None = every layer with a spatial output that applies
             an activation, from the input side up.
         score: differentiated score ("logit" by default).
@@ -164,20 +181,24 @@ _LAYER_METHODS = {"vanilla": None, "guided_backprop": Guided(), "deconvnet": Dec
                   "rectgrad": Rectified()}
 
 
-def rectified_rule(*, percentile=98, threshold=None, padding_trick=True, prr=False) -> Rectified:
+def rectified_rule(*, percentile=98, threshold=None, padding_trick=True, prr=False,
+                   rank="authors") -> Rectified:
     """A validated `Rectified` rule from RectGrad's hyperparameters."""
     for value, name in ((padding_trick, "padding_trick"), (prr, "prr")):
         _check_flag(value, name)
+    if not isinstance(rank, str) or rank not in RANKS:
+        raise TfsalError(f"expected rank in {RANKS}, received {rank!r}")
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
                 or not np.isfinite(threshold):
             raise TfsalError(f"expected threshold a finite number or None, received {threshold!r}")
-        return Rectified(percentile=None, threshold=float(threshold),
+        return Rectified(percentile=None, threshold=float(threshold),  # rank: unused
                          padding_trick=padding_trick, prr=prr)
     if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)) \
             or not 0 <= percentile <= 100:
         raise TfsalError(f"expected percentile a number in [0, 100], received {percentile!r}")
-    return Rectified(percentile=float(percentile), padding_trick=padding_trick, prr=prr)
+    return Rectified(percentile=float(percentile), padding_trick=padding_trick, prr=prr,
+                     rank=rank)
 
 
 def _check_flag(value, name: str) -> None:

@@ -37,11 +37,15 @@ def threshold_sweep(model, images, masks, targets=None, *,
         images: float32 (N, H, W, 3) in [0, 1]; masks: (N, H, W) object masks.
         targets: as for every method (None = predicted class).
         percentiles: the q values, first one the reference of `similarity`.
-        **options: passed to `tfsal.rectgrad` (padding_trick, prr, ...).
+        **options: passed to `tfsal.rectgrad` (padding_trick, prr, ...). By default the
+            authors' conventions: their percentile rank (`rank="authors"`, rectgrad's default)
+            and the gradient times the model's preprocessed input
+            (`multiply_by="model_input"`; their notebooks feed [−1, 1] images).
 
     Returns:
         one `SweepRow` per percentile.
     """
+    options.setdefault("multiply_by", "model_input")
     model = as_model(model)
     targets = model.resolve_targets(images, targets)
     rows, reference = [], None

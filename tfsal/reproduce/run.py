@@ -20,17 +20,20 @@ from tfsal.loading import as_model
 
 PAPERS = ("nonlinear", "rectgrad", "signed")
 
-# The RectGrad paper's comparison (its Figure 5): name -> (method name, options)
+# The RectGrad paper's comparison (its Figure 5): name -> (method name, options), in the
+# authors' conventions: gradients times the network's (preprocessed) input, and IG / DeepLIFT
+# from the zero model input (`_rectgrad` sets that baseline).
+_AUTHORS = {"multiply_by": "model_input"}
 COMPARISON = {
     "Saliency": ("vanilla", {}),
-    "Grad*Input": ("gradient_x_input", {}),
+    "Grad*Input": ("gradient_x_input", _AUTHORS),
     "Guided BP": ("guided_backprop", {}),
     "SmoothGrad": ("smoothgrad", {"n_samples": 50, "noise_level": 0.1, "seed": 0}),
-    "IG": ("integrated_gradients", {"steps": 50, "schedule": "right"}),
-    "DeepLIFT": ("deeplift", {}),
-    "eps-LRP": ("epsilon_lrp", {"epsilon": 1e-4}),
-    "RectGrad": ("rectgrad", {}),
-    "RectGrad PRR": ("rectgrad", {"prr": True}),
+    "IG": ("integrated_gradients", {"steps": 50, "schedule": "right", **_AUTHORS}),
+    "DeepLIFT": ("deeplift", _AUTHORS),
+    "eps-LRP": ("epsilon_lrp", {"epsilon": 1e-4, **_AUTHORS}),
+    "RectGrad": ("rectgrad", _AUTHORS),
+    "RectGrad PRR": ("rectgrad", {"prr": True, **_AUTHORS}),
 }
 # RectGrad paper, Table 1 (CIFAR-10): method -> (ROAR AUC, KAR AOC), lower = better
 TABLE1 = {"random": (0.5562, 0.4438), "rectgrad": (0.5385, 0.3382),
@@ -235,14 +238,18 @@ def _iou(trajectory, linear) -> float:
 # -------------------------------------------------------------------------------- rectgrad
 def _rectgrad(models, images, out, quick) -> list[str]:
     from tfsal.methods import METHODS, layer_attributions, rectgrad
+    from tfsal.methods.gradient import model_input_zero
 
     model = models[0]
     x = images.images
     targets = model.predicted_classes(x)
     comparison = {}
+    zero = model_input_zero(model, x)  # the authors' default baseline: a zero model input
     for title, (name, options) in COMPARISON.items():
         if quick and name in ("smoothgrad", "integrated_gradients"):
             options = {**options, **({"n_samples": 5} if name == "smoothgrad" else {"steps": 5})}
+        if name in ("integrated_gradients", "deeplift"):
+            options = {**options, "baseline": zero}
         comparison[title] = METHODS[name](model, x, targets, **options)
     scale = max(1, 96 // x.shape[1])
     rows = [[_uint8(image)] + [visualize.to_display(m[i:i + 1])[0] for m in comparison.values()]
@@ -250,8 +257,8 @@ def _rectgrad(models, images, out, quick) -> list[str]:
     visualize.save_png(visualize.grid(rows, col_titles=["image", *comparison],
                                       row_titles=[label(model, t) for t in targets],
                                       scale=scale), out / "comparison.png")
-    sweep = {q: rectgrad(model, x, targets, percentile=q) for q in (QUICK_SWEEP if quick
-                                                                    else SWEEP)}
+    sweep = {q: rectgrad(model, x, targets, percentile=q, **_AUTHORS)
+             for q in (QUICK_SWEEP if quick else SWEEP)}
     rows = [[_uint8(image)] + [visualize.to_display(m[i:i + 1])[0] for m in sweep.values()]
             for i, image in enumerate(x)]
     visualize.save_png(visualize.grid(rows, col_titles=["image", *(f"q={q}" for q in sweep)],
