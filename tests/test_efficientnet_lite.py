@@ -374,3 +374,19 @@ def test_rejected_classes_are_drawn_below_the_papers_threshold():
     assert np.all(np.take_along_axis(probabilities, chosen, 1) < REJECTED)
     assert all(len(set(row)) == 6 for row in chosen)
     np.testing.assert_array_equal(chosen, _rejected_classes(probabilities, 6))  # seeded
+
+
+@pytest.mark.slow
+def test_every_method_the_loop_and_the_signed_maps_run_on_the_real_model(real, photos):
+    image = photos["coffee"][None]
+    target = np.array([int(real.predicted_classes(image)[0])])
+    for name, method in tfsal.METHODS.items():
+        options = {"steps": 8} if name == "integrated_gradients" else (
+            {"n_samples": 4, "seed": 0} if name in ("smoothgrad", "vargrad") else {})
+        maps = method(real, image, target, **options)
+        assert np.isfinite(maps).all() and np.abs(maps).max() > 0, name
+    trajectory = tfsal.nonlinear_saliency(real, image, target, levels=[0.0, 0.5],
+                                          steps_per_level=2)
+    assert np.isfinite(trajectory.maps).all()
+    signed = tfsal.signed_maps(real, image, target)
+    assert np.isfinite(signed.positive).all() and (signed.positive >= 0).all()
