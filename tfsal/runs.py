@@ -337,15 +337,16 @@ def method_tag(name: str, options: dict) -> str:
     return f"{name}-{digest(options, 4)}" if options else name
 
 
-def targets_for(model, images: np.ndarray, rule: str) -> list[np.ndarray]:
+def targets_for(model, images: np.ndarray, rule: str, scores=None) -> list[np.ndarray]:
     """One (N,) int32 target array per requested rank ("top1", "top2", ...) or the class index
-    given as text."""
+    given as text; `scores` (N, classes), if given, spare the prediction."""
     if rule.startswith("top") and rule[3:].isdigit():
         k = int(rule[3:])
         if not 1 <= k <= model.num_classes:
             raise TfsalError(f"expected a target rule top1 … top{model.num_classes} for a model "
                              f"of {model.num_classes} classes, received {rule!r}")
-        order = np.argsort(-model.predict(images), axis=1, kind="stable")
+        order = np.argsort(-(model.predict(images) if scores is None else scores), axis=1,
+                           kind="stable")
         return [order[:, r].astype(np.int32) for r in range(k)]
     try:
         index = int(rule)
@@ -379,36 +380,55 @@ def explain_files(model, inputs: list[Input], methods: dict, *, out: Path, run: 
         OutputError: when a map cannot be written (full disk, read-only folder).
     """
     from tfsal.images import load_image
+    from tfsal.progress import Progress
 
-    for start in _progress(range(0, len(inputs), model.batch_size), len(inputs), model):
-        loaded = []
-        for item in inputs[start:start + model.batch_size]:
-            try:
-                sha256 = file_digest(item.path)
-                image, note = load_image(item.path, model.input_size, **(image_options or {}))
-            except (TfsalError, OSError) as exc:
-                _fail(summary, item.path, str(exc), report)
-                continue
-            except Exception as exc:  # a decoder's own error type: still this file's failure
-                _fail(summary, item.path, f"{type(exc).__name__}: {exc}", report)
-                continue
-            if note:
-                report(f"{shown(item.path)}: {note}")
-            loaded.append((item, sha256, image))
-        # A model without a fixed input size takes each size as its own batch.
-        for shape in dict.fromkeys(image.shape for _, _, image in loaded):
-            group = [entry for entry in loaded if entry[2].shape == shape]
-            _explain_group(model, group, methods, run, summary, target_rule, overwrite, report)
+    progress = Progress(len(inputs), "explain", unit="image")
+    try:
+        for start in range(0, len(inputs), model.batch_size):
+            batch = inputs[start:start + model.batch_size]
+            _explain_batch(model, batch, methods, run, summary, target_rule, overwrite,
+                           image_options, report, progress, load_image)
+            progress.update(len(batch))
+    finally:
+        progress.close()
 
 
-def _explain_group(model, group, methods, run, summary, target_rule, overwrite, report):
+def _explain_batch(model, batch, methods, run, summary, target_rule, overwrite, image_options,
+                   report, progress, load_image):
+    """Read one batch of inputs (failures recorded) and explain them, a group per size."""
+    loaded = []
+    progress.describe("reading images")
+    for item in batch:
+        try:
+            sha256 = file_digest(item.path)
+            image, note = load_image(item.path, model.input_size, **(image_options or {}))
+        except (TfsalError, OSError) as exc:
+            _fail(summary, item.path, str(exc), report)
+            continue
+        except Exception as exc:  # a decoder's own error type: still this file's failure
+            _fail(summary, item.path, f"{type(exc).__name__}: {exc}", report)
+            continue
+        if note:
+            report(f"{shown(item.path)}: {note}")
+        loaded.append((item, sha256, image))
+    # A model without a fixed input size takes each size as its own batch.
+    for shape in dict.fromkeys(image.shape for _, _, image in loaded):
+        group = [entry for entry in loaded if entry[2].shape == shape]
+        _explain_group(model, group, methods, run, summary, target_rule, overwrite, report,
+                       progress)
+
+
+def _explain_group(model, group, methods, run, summary, target_rule, overwrite, report,
+                   progress):
     from tfsal import visualize
 
     images = np.stack([image for _, _, image in group])
-    for targets in targets_for(model, images, target_rule):
+    probabilities = model.predict(images, score="probability")
+    for targets in targets_for(model, images, target_rule, scores=probabilities):
         for name, (method, options) in methods.items():
             if any(entry["method"] == name for entry in summary.skipped):
                 continue
+            progress.describe(name)
             tag = method_tag(name, options)
             files = [run.map_files(item, tag, t) for (item, _, _), t in zip(group, targets)]
             todo = [i for i, ((item, sha, _), f) in enumerate(zip(group, files))
@@ -422,7 +442,9 @@ def _explain_group(model, group, methods, run, summary, target_rule, overwrite, 
             entries, written = [], []
             for i, ((item, sha, image), target) in enumerate(zip(group, targets)):
                 entry = {"image": item.path, "method": name, "target": int(target),
-                         "label": _label(model, target), "files": [str(f) for f in files[i]],
+                         "label": _label(model, target),
+                         "probability": round(float(probabilities[i, target]), 6),
+                         "files": [str(f) for f in files[i]],
                          "source": item.path, "sha256": sha,
                          "status": "written" if i in computed else "existing"}
                 if i in computed:
@@ -459,9 +481,3 @@ def _fail(summary, path, reason, report) -> None:
 def _label(model, target) -> str:
     names = model.class_names
     return names[int(target)] if names and int(target) < len(names) else str(int(target))
-
-
-def _progress(batches, n_files: int, model):
-    from tfsal.progress import progress_bar
-
-    return progress_bar(batches, n_files > model.batch_size, "explain")
