@@ -17,7 +17,9 @@ from tfsal.reproduce import nonlinear_saliency as paper
 LEVELS = (0.0, 0.5, 0.95)
 STEPS = 2
 STEP_SIZE = 0.5
-PAD, LINE, SIDE = 4, 12, 64  # visualize.grid's padding and title line; the data's image side
+PAD, SIDE = 4, 64  # visualize.grid's padding; the data's image side
+STRIP = {"row_titles": ["image", "map"], "col_titles": ["0%", "50%", "95%"]}  # Figure 1's
+ROW = {"col_titles": ["image", "linear", "nonlinear"]}  # Figure 3's
 CLI_OPTIONS = ["--levels", "0,0.5,0.95", "--steps-per-level", "2", "--step-size", "0.5"]
 
 
@@ -58,10 +60,17 @@ def image_files(tmp_path, images):
     return paths
 
 
-def grid_size(n_cols, n_rows, *, scale=1, row_title="", col_titles=True):
+def margins(titles, scale=1):
+    """(left, top): the title margins `visualize.grid` leaves (they depend on the font)."""
+    panel = np.zeros((SIDE, SIDE, 3), np.uint8)
+    rows = [[panel] * len(titles["col_titles"])] * len(titles.get("row_titles") or [0])
+    layout = tfsal.visualize.grid_layout(rows, scale=scale, **titles)
+    return layout.left, layout.top
+
+
+def grid_size(n_cols, n_rows, titles, *, scale=1):
     """(height, width) of a `visualize.grid` sheet of SIDE² panels, computed by hand."""
-    left = len(row_title) * 6 + PAD if row_title else 0
-    top = LINE + PAD if col_titles else 0
+    left, top = margins(titles, scale)
     cell = SIDE * scale
     return top + n_rows * (cell + PAD) + PAD, left + n_cols * (cell + PAD) + PAD
 
@@ -75,12 +84,12 @@ def as_uint8(x):
 def test_snapshot_strip_has_one_column_per_level_and_two_rows(trajectory, scale):
     strip = paper.snapshot_strip(trajectory, 1, scale=scale)
     assert strip.dtype == np.uint8
-    assert strip.shape == (*grid_size(len(LEVELS), 2, scale=scale, row_title="image"), 3)
+    assert strip.shape == (*grid_size(len(LEVELS), 2, STRIP, scale=scale), 3)
 
 
 def test_snapshot_strip_places_each_snapshot_and_map_in_its_cell(trajectory):
     strip = paper.snapshot_strip(trajectory, 3)
-    left, top = len("image") * 6 + PAD, LINE + PAD
+    left, top = margins(STRIP)
     for level in range(len(LEVELS)):
         x = left + PAD + level * (SIDE + PAD)
         for row, source in enumerate((trajectory.images, trajectory.maps)):
@@ -103,8 +112,8 @@ def test_percent_labels_round_float32_levels():
 def test_linear_vs_nonlinear_shows_image_linear_and_nonlinear_in_order(images, trajectory,
                                                                         linear):
     row = paper.linear_vs_nonlinear(images[0], linear.maps[0, -1], trajectory.maps[0, -1])
-    assert row.shape == (*grid_size(3, 1), 3)
-    top = LINE + 2 * PAD
+    assert row.shape == (*grid_size(3, 1, ROW), 3)
+    top = margins(ROW)[1] + PAD
     for k, panel in enumerate((images[0], linear.maps[0, -1], trajectory.maps[0, -1])):
         x = PAD + k * (SIDE + PAD)
         np.testing.assert_array_equal(row[top:top + SIDE, x:x + SIDE], as_uint8(panel))
@@ -194,9 +203,9 @@ def test_nonlinear_command_writes_every_figure_and_a_matching_trajectory(
         assert [Path(f).name for f in entry["files"]] == [f"{stem}_strip.png",
                                                          f"{stem}_linear_vs_nonlinear.png"]
         with Image.open(entry["files"][0]) as strip:  # 64² panels scaled ×2
-            assert strip.size[::-1] == grid_size(len(LEVELS), 2, scale=2, row_title="image")
+            assert strip.size[::-1] == grid_size(len(LEVELS), 2, STRIP, scale=2)
         with Image.open(entry["files"][1]) as row:
-            assert row.size[::-1] == grid_size(3, 1, scale=2)
+            assert row.size[::-1] == grid_size(3, 1, ROW, scale=2)
     for name in ("probabilities.png", "selective_blur.png"):
         assert str(out / name) in report["files"]
         with Image.open(out / name) as png:

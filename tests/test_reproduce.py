@@ -49,6 +49,7 @@ def test_reproduce_rectgrad_reports_the_sweep_it_computed(tmp_path):
     share = np.mean(np.abs(sparse).sum(axis=-1) > 0)
     assert f"q=99: {share:.2f}" in text
     assert "| RectGrad |" in text and "background.png" in text
+    assert Image.open(tmp_path / "layerwise.png").size[0] >= 1200  # readable at page width
     table1 = json.loads((tmp_path / "table1" / "results.json").read_text())["summary"]
     for name, areas in table1.items():  # Table 1 rows quote the areas evaluate_roar wrote
         assert f"| {name} | {areas['roar_auc']:.4f} | {areas['kar_aoc']:.4f} |" in text

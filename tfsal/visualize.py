@@ -2,11 +2,17 @@
 
 Pixel methods give signed (N, H, W, C) maps, CAM methods (N, h, w). The steps are separate
 functions so any recipe can be composed: reduce channels → clip percentiles → normalise →
-(upsample) → colour → overlay → grid → PNG. `to_display` is the RectGrad paper's recipe.
+(upsample) → colour → overlay → grid → PNG. `to_display` is the RectGrad paper's recipe;
+`to_display_symmetric` keeps sparse maps' support visible. Titles are drawn with the DejaVu Sans
+font file matplotlib ships (found, not imported), else Pillow's scalable default font.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -230,6 +236,45 @@ def to_display(maps, *, reduction: str = "sum", signed: bool = True,
     return colorize(normalize(reduced, "minmax"), "heat")
 
 
+def to_display_symmetric(maps, *, reduction: str = "sum", percentile: float = 99.0,
+                         floor: float = 0.0) -> np.ndarray:
+    """Signed maps on a symmetric range that keeps sparsity visible: zero is white, and each
+    map's range is ±the `percentile` of its NON-ZERO |values| (a map 99 % zeros is not clipped
+    to nothing, as `to_display`'s percentiles of all values would do).
+
+    Args:
+        maps: attributions (N, H, W, C) or (N, H, W).
+        reduction: how channels are combined (see `reduce_channels`).
+        percentile: in (0, 100]; 100 is each map's max |value|.
+        floor: in [0, 1): the colour strength of the weakest non-zero value, so that every
+            non-zero pixel is tinted (e.g. 0.25 for a threshold sweep) and the coloured area is
+            the map's support; 0 draws strength in proportion to |value|.
+
+    Returns:
+        uint8 RGB (N, H, W, 3): blue negative, white zero, red positive.
+
+    Example:
+        >>> rgb = to_display_symmetric(tfsal.rectgrad(model, images, percentile=99), floor=0.25)
+        >>> save_png(rgb[0], "sparse.png")
+    """
+    for value, name, span, ok in ((percentile, "percentile", "(0, 100]", lambda v: 0 < v <= 100),
+                                  (floor, "floor", "[0, 1)", lambda v: 0 <= v < 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                or not ok(value):
+            raise TfsalError(f"expected {name} in {span}, received {value!r}")
+    reduced = reduce_channels(maps, reduction).astype(np.float64)
+    out = np.zeros_like(reduced)
+    for i, one in enumerate(reduced):
+        nonzero = np.abs(one[one != 0])
+        if not nonzero.size:
+            continue
+        bound = float(np.percentile(nonzero, percentile)) or float(nonzero.max())
+        strength = np.clip(np.abs(one) / bound, 0, 1)
+        strength = np.where(one != 0, floor + (1 - floor) * strength, 0.0)
+        out[i] = np.sign(one) * strength
+    return colorize(out, "diverging")
+
+
 def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
     """A uint8 RGB picture of one map of one image: pixel maps (H, W, C) as `to_display` draws
     them, CAM-family maps (h, w) as a heat overlay upsampled onto the image.
@@ -244,25 +289,127 @@ def render(image: np.ndarray, attribution: np.ndarray) -> np.ndarray:
     return overlay(np.asarray(image)[None], heat)[0]
 
 
-def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int = 1):
-    """Arrange uint8 RGB panels (rows of (H, W, 3) arrays, None for empty) in a titled sheet.
+MIN_FONT_PX = 16  # title font size on small panels (ink ≥ 14 px for text with a descender)
 
-    Args:
-        panels: list of rows, each a list of uint8 (H, W, 3) arrays or None.
-        row_titles: one string per row (drawn left of it) or None.
-        col_titles: one string per column (drawn above it) or None.
-        pad: pixels between cells.
-        scale: integer nearest-neighbour magnification of every panel.
 
-    Returns:
-        a PIL.Image (RGB, white background).
+def font_file() -> str | None:
+    """The TrueType font titles are drawn with: DejaVu Sans as matplotlib ships it (found
+    without importing matplotlib), or None when matplotlib is not installed."""
+    try:
+        spec = importlib.util.find_spec("matplotlib")
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if path.is_file():
+            return str(path)
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _truetype(path: str | None, size: int):
+    from PIL import ImageFont
+
+    if path is not None:
+        try:
+            return ImageFont.truetype(path, size)
+        except OSError:
+            pass
+    try:  # Pillow ≥ 10.1: a scalable default font
+        return ImageFont.load_default(size=size)
+    except TypeError:  # older Pillow: the 11 px bitmap font, better than nothing
+        return ImageFont.load_default()
+
+
+def title_font(size: int):
+    """A PIL font `size` px high: matplotlib's DejaVu Sans, else Pillow's scalable default.
 
     Example:
-        >>> sheet = grid([[img, heat]], col_titles=["image", "grad"], scale=3)
-        >>> save_png(sheet, "sheet.png")
+        >>> ImageDraw.Draw(sheet).text((4, 4), "RectGrad", font=title_font(18), fill="black")
     """
-    from PIL import Image, ImageDraw
+    return _truetype(font_file(), int(size))
 
+
+def title_size(cell_h: int, cell_w: int) -> int:
+    """Title font size in px for panels of cell_h × cell_w px: 16 px up to 144 px panels, then
+    a ninth of the smaller side (21 px for 192 px panels, 25 px for 224 px ones)."""
+    return max(MIN_FONT_PX, round(min(cell_h, cell_w) / 9))
+
+
+def _line_height(font) -> int:
+    if hasattr(font, "getmetrics"):
+        ascent, descent = font.getmetrics()
+        return ascent + descent
+    box = font.getbbox("Ag")
+    return box[3] - min(0, box[1]) + 2
+
+
+def _ink_width(font, text: str) -> int:
+    if not text:
+        return 0
+    box = font.getbbox(text)
+    return box[2] - box[0]
+
+
+def wrap_text(text: str, font, width: int, *, break_words: bool = True) -> list[str]:
+    """`text` as lines no wider than `width` px in `font`: explicit newlines kept, lines broken
+    after spaces, "_", "-" and "/", and a word too wide on its own broken between letters
+    (left whole, overflowing, with `break_words=False`)."""
+    lines = []
+    for paragraph in str(text).split("\n"):
+        line = ""
+        for piece in re.split(r"(?<=[ _\-/])", paragraph):
+            if not piece:
+                continue
+            if _ink_width(font, (line + piece).rstrip()) <= width:
+                line += piece
+                continue
+            if line.strip():
+                lines.append(line.rstrip())
+            line = ""
+            for char in piece if break_words else [piece]:
+                if line and _ink_width(font, (line + char).rstrip()) > width:
+                    lines.append(line.rstrip())
+                    line = ""
+                line += char
+        lines.append(line.rstrip())
+    return lines
+
+
+def fit_text(text: str, size: int, width: int, *, smallest: int = 12) -> tuple[int, list[str]]:
+    """(font size, lines) of `text` in at most `width` px: wrapped at word breaks at `size`;
+    if a word is still too wide, the largest size down to `smallest` at which every word fits;
+    else broken between letters at `smallest`."""
+    for s in range(int(size), min(int(size), int(smallest)) - 1, -1):
+        font = title_font(s)
+        lines = wrap_text(text, font, width, break_words=False)
+        if max(_ink_width(font, line) for line in lines) <= width:
+            return s, lines
+    s = min(int(size), int(smallest))
+    return s, wrap_text(text, title_font(s), width)
+
+
+@dataclass(frozen=True)
+class GridLayout:
+    """Where `grid` puts everything: the sheet's (width, height), the title margins (`left`,
+    `top`), the cell size, the padding, the title font size and the wrapped title lines."""
+
+    size: tuple[int, int]
+    left: int
+    top: int
+    cell: tuple[int, int]  # (width, height) in px, after scaling
+    pad: int
+    font_size: int  # the size of row titles and of the column titles that fit at it
+    col_titles: tuple  # per column: (font size, wrapped lines)
+    row_lines: tuple  # per row: wrapped lines at font_size
+
+    def origin(self, row: int, col: int) -> tuple[int, int]:
+        """(x, y) of the top-left pixel of the panel in `row`, `col`."""
+        return (self.left + self.pad + col * (self.cell[0] + self.pad),
+                self.top + self.pad + row * (self.cell[1] + self.pad))
+
+
+def _checked_grid(panels, row_titles, col_titles, pad, scale):
     try:
         rows = [list(r) for r in panels]
     except TypeError:
@@ -284,32 +431,106 @@ def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int =
         if titles is not None and (isinstance(titles, str) or not hasattr(titles, "__len__")
                                    or not all(isinstance(t, str) for t in titles)):
             raise TfsalError(f"expected titles a sequence of strings, received {titles!r}")
-    cell_h = max(c.shape[0] for c in cells) * scale
-    cell_w = max(c.shape[1] for c in cells) * scale
     n_cols = max(len(r) for r in rows)
     for titles, count, what in ((row_titles, len(rows), "row"), (col_titles, n_cols, "column")):
         if titles is not None and len(titles) != count:
             raise TfsalError(f"expected {count} {what} titles, received {len(titles)}")
-    line = 12  # Pillow's default bitmap font height
-    left = (max(len(t) for t in row_titles) * 6 + pad) if row_titles else 0
-    top = (line + pad) if col_titles else 0
+    return rows, cells, n_cols
+
+
+def grid_layout(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int = 1,
+                frame: bool = False) -> GridLayout:
+    """The layout `grid` draws with the same arguments (e.g. to find a panel in the sheet);
+    `frame` is accepted so that `grid_layout(**kwargs)` takes `grid(**kwargs)`'s arguments.
+
+    Column titles are centred over their column and fitted to its width (`fit_text`); row
+    titles are wrapped to twice the cell width (at least ten font sizes). The font is
+    `title_font` at `title_size` of the scaled cell.
+
+    Example:
+        >>> layout = grid_layout(rows, col_titles=names, scale=3)
+        >>> x, y = layout.origin(0, 1)  # the second panel of the first row
+    """
+    rows, cells, n_cols = _checked_grid(panels, row_titles, col_titles, pad, scale)
+    cell_h = max(c.shape[0] for c in cells) * scale
+    cell_w = max(c.shape[1] for c in cells) * scale
+    size = title_size(cell_h, cell_w)
+    font = title_font(size)
+    fitted = tuple((s, tuple(lines)) for s, lines in (fit_text(t, size, cell_w)
+                                                     for t in col_titles or ()))
+    row_width = max(cell_w * 2, size * 10)
+    row_lines = tuple(tuple(wrap_text(t, font, row_width)) for t in row_titles or ())
+    left = (max(_ink_width(font, s) for t in row_lines for s in t) + pad) if row_titles else 0
+    top = (max(len(lines) * _line_height(title_font(s)) for s, lines in fitted) + pad
+           if col_titles else 0)
     width = left + n_cols * (cell_w + pad) + pad
     height = top + len(rows) * (cell_h + pad) + pad
-    sheet = Image.new("RGB", (width, height), "white")
+    return GridLayout((width, height), left, top, (cell_w, cell_h), pad, size, fitted,
+                      row_lines)
+
+
+def grid(panels, *, row_titles=None, col_titles=None, pad: int = 4, scale: int = 1,
+         frame: bool = False):
+    """Arrange uint8 RGB panels (rows of (H, W, 3) arrays, None for empty) in a titled sheet.
+
+    Titles are drawn in DejaVu Sans (`title_font`; Pillow's scalable default font without
+    matplotlib) at a size that grows with the panels (`title_size`: 16 px up to 144 px panels,
+    21 px for 192 px ones); a column title wider than its column wraps onto more lines, and
+    shrinks (down to 12 px) if one word alone is too wide (`fit_text`), so titles never overlap.
+
+    Args:
+        panels: list of rows, each a list of uint8 (H, W, 3) arrays or None.
+        row_titles: one string per row (drawn left of it) or None.
+        col_titles: one string per column (drawn above it) or None.
+        pad: pixels between cells.
+        scale: integer nearest-neighbour magnification of every panel.
+        frame: a 1 px light-grey line around each panel, in the padding (needs pad ≥ 2), so
+            maps that are white at their edges (zero attribution) still show where they end.
+
+    Returns:
+        a PIL.Image (RGB, white background); `grid_layout` says where each panel lies.
+
+    Example:
+        >>> sheet = grid([[img, heat]], col_titles=["image", "grad"], scale=3)
+        >>> save_png(sheet, "sheet.png")
+    """
+    from PIL import Image, ImageDraw
+
+    layout = grid_layout(panels, row_titles=row_titles, col_titles=col_titles, pad=pad,
+                         scale=scale)
+    rows = [list(r) for r in panels]
+    cell_w, cell_h = layout.cell
+    sheet = Image.new("RGB", layout.size, "white")
     draw = ImageDraw.Draw(sheet)
-    for c, title in enumerate(col_titles or []):
-        draw.text((left + pad + c * (cell_w + pad), pad // 2), str(title), fill="black")
+
+    def text(x, y, s, font):
+        if s:
+            draw.text((x - font.getbbox(s)[0], y), s, font=font, fill="black")
+
+    for c, (size, lines) in enumerate(layout.col_titles):
+        font = title_font(size)
+        x0, line = layout.origin(0, c)[0], _line_height(font)
+        for k, s in enumerate(lines):
+            text(x0 + (cell_w - _ink_width(font, s)) // 2, pad // 2 + k * line, s, font)
+    font = title_font(layout.font_size)
+    line = _line_height(font)
     for r, row in enumerate(rows):
-        y = top + pad + r * (cell_h + pad)
+        x0, y0 = layout.origin(r, 0)
         if row_titles:
-            draw.text((pad // 2, y + cell_h // 2 - line // 2), str(row_titles[r]), fill="black")
+            lines = layout.row_lines[r]
+            y = y0 + (cell_h - len(lines) * line) // 2
+            for k, s in enumerate(lines):
+                text(pad // 2, y + k * line, s, font)
         for c, cell in enumerate(row):
             if cell is None:
                 continue
-            arr = cell  # validated above
-            tile = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale),
-                                               Image.NEAREST)
-            sheet.paste(tile, (left + pad + c * (cell_w + pad), y))
+            tile = Image.fromarray(cell).resize((cell.shape[1] * scale, cell.shape[0] * scale),
+                                                Image.NEAREST)
+            x, y = layout.origin(r, c)
+            sheet.paste(tile, (x, y))
+            if frame and pad >= 2:
+                draw.rectangle((x - 1, y - 1, x + tile.width, y + tile.height),
+                               outline=(190, 190, 190))
     return sheet
 
 

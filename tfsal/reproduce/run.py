@@ -251,22 +251,20 @@ def _rectgrad(models, images, out, quick) -> list[str]:
         if name in ("integrated_gradients", "deeplift"):
             options = {**options, "baseline": zero}
         comparison[title] = METHODS[name](model, x, targets, **options)
-    scale = max(1, 96 // x.shape[1])
-    rows = [[_uint8(image)] + [visualize.to_display(m[i:i + 1])[0] for m in comparison.values()]
-            for i, image in enumerate(x)]
-    visualize.save_png(visualize.grid(rows, col_titles=["image", *comparison],
-                                      row_titles=[label(model, t) for t in targets],
-                                      scale=scale), out / "comparison.png")
+    row_titles = [label(model, t) for t in targets]
+    visualize.save_png(visualize.grid(**comparison_panels(x, comparison, row_titles)),
+                       out / "comparison.png")
     sweep = {q: rectgrad(model, x, targets, percentile=q, **_AUTHORS)
              for q in (QUICK_SWEEP if quick else SWEEP)}
-    rows = [[_uint8(image)] + [visualize.to_display(m[i:i + 1])[0] for m in sweep.values()]
-            for i, image in enumerate(x)]
-    visualize.save_png(visualize.grid(rows, col_titles=["image", *(f"q={q}" for q in sweep)],
-                                      scale=scale), out / "threshold_sweep.png")
+    visualize.save_png(visualize.grid(**sweep_panels(x, sweep, row_titles)),
+                       out / "threshold_sweep.png")
     lines = ["## Figure 5: method comparison", "", "![](comparison.png)", "",
              "Paper: RectGrad maps are sparse and on the object; the baselines spread "
              "attribution over the background.", "",
              "## Figure 4: threshold sweep", "", "![](threshold_sweep.png)", "",
+             "Each map is drawn on ±the 99th percentile of its non-zero |values|; zero is "
+             "white and every non-zero pixel is tinted, so the coloured area is the map's "
+             "support.", "",
              "Paper: maps barely change for 20 ≤ q ≤ 80 and turn sparse above q = 95. "
              "Share of pixels with non-zero attribution per q: "
              + ", ".join(f"q={q}: {_nonzero(m):.2f}" for q, m in sweep.items()) + ".", ""]
@@ -277,19 +275,68 @@ def _rectgrad(models, images, out, quick) -> list[str]:
 
 def _layerwise(model, image, target, out, layer_attributions) -> list[str]:
     """Figure 6: attribution arriving at each layer, plain gradient vs RectGrad."""
-    rows, names = [], None
-    for method in ("vanilla", "rectgrad"):
-        maps = layer_attributions(model, image, target, method=method)
-        names = list(maps)
-        rows.append([visualize.colorize(visualize.normalize(
-            visualize.upsample(m, image.shape[1:3]), "abs"), "diverging")[0]
-            for m in maps.values()])
-    scale = max(1, 96 // image.shape[1])
-    visualize.save_png(visualize.grid(rows, row_titles=["gradient", "RectGrad"],
-                                      col_titles=names, scale=scale), out / "layerwise.png")
+    maps = {title: layer_attributions(model, image, target, method=method)
+            for title, method in (("gradient", "vanilla"), ("RectGrad", "rectgrad"))}
+    visualize.save_png(visualize.grid(**layerwise_panels(maps, image.shape[1:3])),
+                       out / "layerwise.png")
     return ["## Figure 6: layer-wise attributions", "", "![](layerwise.png)", "",
             "Paper: with the plain gradient, noise accumulates towards the input; with RectGrad "
             "it does not.", ""]
+
+
+# Figure drawing: each `*_panels` function returns `visualize.grid`'s keyword arguments, so
+# `visualize.grid_layout(**panels)` says where each panel of the written figure lies.
+PANEL_PX = 192  # comparison and sweep panels are scaled up to at least this side
+LAYERWISE_WIDTH = 1200  # the layer-wise figure's panels together are at least this wide
+COMPARISON_PERCENTILE = 99.5  # each comparison map's range: this percentile of non-zero |map|
+SWEEP_PERCENTILE = 99.0  # the same for the sweep maps ...
+SWEEP_FLOOR = 0.25  # ... where every non-zero pixel is tinted at least this strongly
+
+
+def _scale(side: int, target: int) -> int:
+    return max(1, -(-int(target) // int(side)))
+
+
+def comparison_panels(images, maps, row_titles=None) -> dict:
+    """Figure 5's `visualize.grid` arguments: a row per image, the image then one panel per
+    method ({title: (N, H, W, C) maps}), each map on a symmetric range (±the 99.5th percentile
+    of its non-zero |values|, zero white: `visualize.to_display_symmetric`), panels ≥ 192 px.
+    """
+    rows = [[_uint8(image)] + [visualize.to_display_symmetric(
+        m[i:i + 1], percentile=COMPARISON_PERCENTILE)[0] for m in maps.values()]
+        for i, image in enumerate(images)]
+    return {"panels": rows, "col_titles": ["image", *maps], "row_titles": row_titles,
+            "scale": _scale(images.shape[1], PANEL_PX), "frame": True}
+
+
+def sweep_panels(images, sweep, row_titles=None) -> dict:
+    """Figure 4's `visualize.grid` arguments: a row per image, the image then the RectGrad map
+    at each threshold q ({q: (N, H, W, C) maps}). Each map is drawn on ±the 99th percentile of
+    its non-zero |values| with zero white and every non-zero pixel tinted (floor 0.25), so the
+    coloured area is the map's support and shrinks as q grows; a column title gives q and the
+    share of non-zero pixels."""
+    rows = [[_uint8(image)] + [visualize.to_display_symmetric(
+        m[i:i + 1], percentile=SWEEP_PERCENTILE, floor=SWEEP_FLOOR)[0] for m in sweep.values()]
+        for i, image in enumerate(images)]
+    titles = ["image", *(f"q = {q}\n{_nonzero(m):.0%} non-zero" for q, m in sweep.items())]
+    return {"panels": rows, "col_titles": titles, "row_titles": row_titles,
+            "scale": _scale(images.shape[1], PANEL_PX), "frame": True}
+
+
+def layerwise_panels(maps, size) -> dict:
+    """Figure 6's `visualize.grid` arguments: a row per method ({title: {layer: (1, h, w)}}),
+    a column per layer, each map upsampled to `size` (H, W) and drawn on ±its max |value|.
+    Panels are scaled so the row is at least `LAYERWISE_WIDTH` px wide; a column title is the
+    layer's name (its last path part) and its resolution."""
+    first = next(iter(maps.values()))
+    titles = [f"{name.rsplit('/', 1)[-1]}\n{m.shape[1]}×{m.shape[2]}"
+              for name, m in first.items()]
+    rows = [[visualize.colorize(visualize.normalize(visualize.upsample(m, size), "abs"),
+                                "diverging")[0] for m in layers.values()]
+            for layers in maps.values()]
+    target = max(PANEL_PX, LAYERWISE_WIDTH // max(1, len(titles)))
+    return {"panels": rows, "col_titles": titles, "row_titles": list(maps),
+            "scale": _scale(size[1], target), "frame": True}
 
 
 def _noise_level(comparison, images, out) -> list[str]:
