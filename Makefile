@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench browser clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,22 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 demo: $(VENV)/.installed
 	$(VENV)/bin/tfsal demo --out demo_out
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check tfsal tests benchmarks scripts examples
 	$(PY) -m pytest -q
+
+# Chromium and its driver for the browser test of report.html (tests/test_html_report.py;
+# skipped without them, except in CI). Debian / Ubuntu, as root or with sudo; a no-op when a
+# Chromium or Chrome and chromedriver are installed already, a note when they cannot be.
+browser:
+	@if ! { command -v chromium || command -v chromium-browser || command -v google-chrome; } \
+	    >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo -n); \
+	  echo "installing chromium and chromium-driver (apt-get)"; \
+	  { $$SUDO apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver \
+	      >/dev/null; } || echo "could not install chromium: the browser test will be skipped"; \
+	fi
 
 # The peers for `make bench` (a separate stamp: `make test` never installs them). xplique goes
 # in without its dependency pins (see pyproject.toml); the installed TensorFlow, Keras and
