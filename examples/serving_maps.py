@@ -30,7 +30,7 @@ def main(argv=None):
     parser.add_argument("model", type=Path)
     parser.add_argument("images", type=Path)
     parser.add_argument("--preprocess", default=None, help="caffe | tf | torch (default none)")
-    parser.add_argument("--method", default="integrated_gradients", choices=sorted(tfsal.METHODS))
+    parser.add_argument("--method", default="integrated_gradients", type=tfsal.resolve_method)
     parser.add_argument("--signature", default=None)
     parser.add_argument("--output-key", default=None)
     parser.add_argument("--input-tensor", default=None)

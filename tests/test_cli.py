@@ -30,7 +30,7 @@ def image_files(tmp_path):
     return paths
 
 
-def test_explain_writes_png_and_npy_per_image_method_and_target(model_file, image_files,
+def test_explain_writes_npy_per_map_and_one_sheet_per_image(model_file, image_files,
                                                                 tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["explain", *map(str, image_files), "--model", str(model_file),
@@ -44,10 +44,16 @@ def test_explain_writes_png_and_npy_per_image_method_and_target(model_file, imag
         for name in entry["files"]:
             assert Path(name).exists()
         npy = np.load([f for f in entry["files"] if f.endswith(".npy")][0])
-        expected = (SIZE, SIZE, 3) if entry["method"] == "vanilla" else (SIZE // 2, SIZE // 2)
+        expected = (SIZE, SIZE, 3) if entry["method"] == "vanilla_gradient" \
+            else (SIZE // 2, SIZE // 2)
         assert npy.shape == expected and np.isfinite(npy).all()
-        png = Image.open([f for f in entry["files"] if f.endswith(".png")][0])
-        assert png.size == (SIZE, SIZE) and png.mode == "RGB"
+        sheet = [f for f in entry["files"] if f.endswith(".maps.png")][0]
+        assert Path(sheet).name == Path(entry["image"]).name + ".maps.png"
+    sheets = {e["files"][1] for e in summary}
+    assert len(sheets) == 2  # one sheet per image, holding its 2 methods × 2 classes
+    for sheet in sheets:
+        with Image.open(sheet) as png:  # the image and 4 panels in one row, paper-sized
+            assert png.mode == "RGB" and png.size[0] >= 5 * 200 and png.size[1] >= 250
     top = {e["image"]: set() for e in summary}
     for e in summary:
         top[e["image"]].add(e["target"])
@@ -64,8 +70,8 @@ def test_explain_with_a_class_index(model_file, image_files, tmp_path):
                  "--out", str(out)]) == 0
     run = _run_folder(out)
     assert run.parent == out and run.name.startswith("toy-")
-    assert (run / "img0.png.vanilla.class3.npy").exists()
-    assert (run / "img0.png.vanilla.class3.png").exists()
+    assert (run / "img0.png.vanilla_gradient.class3.npy").exists()
+    assert (run / "img0.png.maps.png").exists()
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -126,8 +132,8 @@ def test_folder_run_skips_bad_files_writes_the_rest_and_changes_no_input(model_f
     assert failed == ["empty.png", "text.png", "truncated.jpg"]
     run = Path(summary["run_folder"])
     names = sorted(str(Path(m["files"][0]).relative_to(run)) for m in summary["maps"])
-    assert names == ["a/one.png.vanilla.class1.npy", "a/two.jpg.vanilla.class1.npy",
-                     "b/three.png.vanilla.class1.npy", "four.png.vanilla.class1.npy"]
+    assert names == [f"{stem}.vanilla_gradient.class1.npy" for stem in
+                     ("a/one.png", "a/two.jpg", "b/three.png", "four.png")]
     assert all(m["status"] == "written" and Path(m["files"][1]).exists()
                for m in summary["maps"])
     assert not list(out.rglob("*.tmp"))
@@ -139,15 +145,15 @@ def test_folder_run_resumes_and_overwrite_recomputes(model_file, folder, tmp_pat
     args = ["explain", str(folder), "--model", str(model_file), "--out", str(out),
             "--target", "2"]
     main(args)
-    victim = _run_folder(out) / "four.png.vanilla.class2.npy"
+    victim = _run_folder(out) / "four.png.vanilla_gradient.class2.npy"
     victim.unlink()
-    untouched = _run_folder(out) / "a" / "one.png.vanilla.class2.npy"
+    untouched = _run_folder(out) / "a" / "one.png.vanilla_gradient.class2.npy"
     stamp = untouched.stat().st_mtime_ns
     main(args)  # resume: only the missing map is computed
     status = {Path(m["files"][0]).name: m["status"]
               for m in json.loads((out / "summary.json").read_text())["maps"]}
-    assert status["four.png.vanilla.class2.npy"] == "written" and victim.exists()
-    assert status["one.png.vanilla.class2.npy"] == "existing"
+    assert status["four.png.vanilla_gradient.class2.npy"] == "written" and victim.exists()
+    assert status["one.png.vanilla_gradient.class2.npy"] == "existing"
     assert untouched.stat().st_mtime_ns == stamp
     main(args + ["--overwrite"])
     assert untouched.stat().st_mtime_ns != stamp

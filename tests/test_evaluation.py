@@ -147,7 +147,7 @@ def test_evaluate_command_on_generated_data_writes_csv_json_and_plot(tmp_path, c
     printed = capsys.readouterr().out
     assert "rectgrad" in printed and "median" in printed
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["summary"]) == {"vanilla", "rectgrad"} and saved["n_images"] == 4
+    assert set(saved["summary"]) == {"vanilla_gradient", "rectgrad"} and saved["n_images"] == 4
     assert len(_rows(out / "results.csv")) == 8 and (out / "background.png").exists()
 
 
@@ -179,10 +179,10 @@ def test_roar_command_writes_every_accuracy_and_the_areas(tmp_path, capsys):
     assert main(["evaluate", "roar", "--method", "vanilla", "--n-train", "48", "--generated",
                  "16", "--epochs", "1", "--repeats", "1", "--out", str(out)]) == 0
     saved = json.loads((out / "results.json").read_text())
-    assert set(saved["summary"]) == {"vanilla", "random"}
+    assert set(saved["summary"]) == {"vanilla_gradient", "random"}
     rows = _rows(out / "results.csv")
     assert {(r["method"], r["mode"]) for r in rows} == {
-        (m, mode) for m in ("vanilla", "random") for mode in ("roar", "kar")}
+        (m, mode) for m in ("vanilla_gradient", "random") for mode in ("roar", "kar")}
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
     random = saved["summary"]["random"]  # KAR mirrors ROAR for the random ranking
     assert random["roar_auc"] + random["kar_aoc"] == pytest.approx(1.0)

@@ -138,14 +138,15 @@ def test_out_inside_or_equal_to_the_input_folder(model_file, tmp_path):
     _image(root / "cat.png", 1)
     # A user's image named like a map of the old layout and of the new one.
     _image(root / "cat_vanilla_class0.png", 2)
-    _image(root / "cat.png.vanilla.class0.png", 3)
+    _image(root / "cat.png.vanilla_gradient.class0.png", 3)
+    _image(root / "cat.png.maps.png", 4)
     digests = {p: p.read_bytes() for p in root.rglob("*.png")}
     for out in (root, root / "maps"):
         for _ in range(2):  # a rerun must not take the maps for images
             code = _explain(root, "--model", model_file, "--out", out, "--target", "0")
             assert code == 0
             summary = _summary(out)
-            assert len(summary["maps"]) == 3 and not summary["failed"]
+            assert len(summary["maps"]) == 4 and not summary["failed"]
             assert {Path(m["image"]).name for m in summary["maps"]} == \
                 {p.name for p in digests}
         for path, data in digests.items():

@@ -442,3 +442,31 @@ def test_browser_ten_thousand_rows(chrome, tmp_path):
     _wait_images(chrome, "#rows img")
     _screenshot_ok(chrome, tmp_path / "ten_thousand.png")
     assert _errors(chrome) == []
+
+
+def test_every_command_writes_report_html(tmp_path):
+    """explain, nonlinear, evaluate and reproduce each leave a report.html beside their files."""
+    from conftest import toy_cnn
+
+    from tfsal.cli import main
+
+    model_file = tmp_path / "toy.keras"
+    toy_cnn().save(model_file)
+    image = tmp_path / "p.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+                    ).save(image)
+    runs = {"explain": ["explain", str(image), "--model", str(model_file)],
+            "nonlinear": ["nonlinear", str(image), "--model", str(model_file), "--levels",
+                          "0,0.5", "--steps-per-level", "1"],
+            "evaluate": ["evaluate", "deletion", str(image), "--model", str(model_file)],
+            "reproduce": ["reproduce", "signed", "--model", str(model_file), "--images",
+                          str(tmp_path / "imgs"), "--quick"]}
+    (tmp_path / "imgs").mkdir()
+    Image.open(image).save(tmp_path / "imgs" / "q.png")
+    shows = {"explain": "p.png", "nonlinear": "p.png", "evaluate": "deletion",
+             "reproduce": "Signed saliency"}
+    for name, args in runs.items():
+        out = tmp_path / f"out_{name}"
+        assert main([*args, "--out", str(out)]) == 0, name
+        page = (out / "report.html").read_text()
+        assert page.lower().startswith("<!doctype html>") and shows[name] in page, name

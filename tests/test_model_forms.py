@@ -373,7 +373,7 @@ def test_cli_skips_inapplicable_methods_and_runs_the_rest(tmp_path, probe, capsy
     assert main(["explain", str(tmp_path / "p.png"), "--model", str(source), "--method", "cam",
                  "--method", "vanilla", "--out", str(tmp_path / "named")]) == 1
     named = json.loads((tmp_path / "named" / "summary.json").read_text())
-    assert [m["method"] for m in named["maps"]] == ["vanilla"]
+    assert [m["method"] for m in named["maps"]] == ["vanilla_gradient"]
     assert Path(named["maps"][0]["files"][0]).exists()
 
 

@@ -2,42 +2,56 @@
 
 Images are float32 RGB in [0, 1], shape (N, H, W, 3); every method is a pure function
 `method(model, images, targets=None, **hyperparameters)` returning raw signed attributions.
+
+`import tfsal` is light and has no side effects: the names below and the submodules
+(`tfsal.metrics`, `tfsal.visualize`, `tfsal.plots`, `tfsal.evaluation`, ...) are imported,
+with TensorFlow, on first use.
 """
 
-from tfsal.attacks import AttackResult, ClassSensitivity, bim, class_sensitivity, fgsm
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
 from tfsal.errors import TfsalError
-from tfsal.loading import load_model
-from tfsal.methods import (
-    METHODS,
-    cam,
-    completeness_delta,
-    deconvnet,
-    deeplift,
-    epsilon_lrp,
-    grad_cam,
-    gradient_x_input,
-    guided_backprop,
-    guided_grad_cam,
-    integrated_gradients,
-    layer_attributions,
-    make_baseline,
-    rectgrad,
-    smoothgrad,
-    vanilla_gradient,
-    vargrad,
-)
-from tfsal.model import Model
-from tfsal.nonlinear import (
-    SelectiveBlur,
-    Trajectory,
-    blur_below_level,
-    mask_below_level,
-    nonlinear_saliency,
-    selective_blur,
-)
-from tfsal.signed import SignedMaps, signed_maps
 
 __version__ = "0.1.0"
+
+# Public name -> the module defining it.
+_EXPORTS = {
+    **dict.fromkeys(("AttackResult", "ClassSensitivity", "bim", "class_sensitivity", "fgsm"),
+                    "tfsal.attacks"),
+    "load_model": "tfsal.loading",
+    **dict.fromkeys(("METHODS", "cam", "completeness_delta", "deconvnet", "deeplift",
+                     "epsilon_lrp", "grad_cam", "gradient_x_input", "guided_backprop",
+                     "guided_grad_cam", "integrated_gradients", "layer_attributions",
+                     "make_baseline", "rectgrad", "resolve_method", "smoothgrad",
+                     "vanilla_gradient", "vargrad"), "tfsal.methods"),
+    "Model": "tfsal.model",
+    **dict.fromkeys(("SelectiveBlur", "Trajectory", "blur_below_level", "mask_below_level",
+                     "nonlinear_saliency", "selective_blur"), "tfsal.nonlinear"),
+    **dict.fromkeys(("SignedMaps", "signed_maps"), "tfsal.signed"),
+}
+
+
+def _submodules() -> set[str]:
+    return {info.name for info in pkgutil.iter_modules(__path__)}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif not name.startswith("__") and name in _submodules():
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _submodules())
+
 
 __all__ = [
     "AttackResult",
@@ -68,6 +82,7 @@ __all__ = [
     "mask_below_level",
     "nonlinear_saliency",
     "rectgrad",
+    "resolve_method",
     "selective_blur",
     "signed_maps",
     "smoothgrad",

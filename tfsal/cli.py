@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.files import save_json, save_npy
+from tfsal.report import (
+    report_from_evaluation,
+    report_from_explain_summary,
+    report_from_markdown,
+    report_from_trajectory,
+)
 from tfsal.runs import OutputError, check_out, shown
 
 DEFAULT_MODEL = "shapes-cnn"
@@ -36,33 +43,61 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, "(default: X)", unless the text already
+    says it; flags (no value) and options whose default is None say it in their own words."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) \
+                or action.nargs == 0:
+            return text
+        return super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfsal", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tfsal", description=__doc__,
+                                     formatter_class=_HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    explain = sub.add_parser("explain", help="saliency maps of image files or folders")
+    def command(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub.add_parser(name, formatter_class=_HelpFormatter, **kwargs)
+
+    explain = command("explain", help="saliency maps of image files or folders",
+                      description="Saliency maps of image files or folders, written under "
+                                  "--out with summary.json; a rerun resumes.")
     explain.add_argument("images", nargs="+", type=Path,
                          help="image files and/or folders (searched recursively)")
     _add_model_options(explain)
-    explain.add_argument("--method", action="append", default=None,
-                         help="method name (repeatable, or 'all'); default: vanilla")
-    explain.add_argument("--target", default="top1",
-                         help="class index, or top1 / top2 (the model's best classes)")
+    _add_method_options(explain)
+    explain.add_argument("--param", action="append", default=None, metavar="NAME=VALUE",
+                         help="a method parameter, e.g. steps=32, baseline=white, "
+                              "percentile=95 (repeatable). VALUE is read as JSON where it "
+                              "parses (numbers, true, false, null, lists), else as text. Each "
+                              "requested method that takes NAME gets it; 'tfsal methods NAME' "
+                              "lists a method's parameters and their defaults (default: none, "
+                              "the methods' own defaults)")
+    explain.add_argument("--layer", default=None,
+                         help="shortcut for --param layer=LAYER: layer name, path or index "
+                              "(tensor name for SavedModels) of Grad-CAM and Guided Grad-CAM "
+                              "(default: the last feature map)")
+    explain.add_argument("--target", default="top1", help=_TARGET_HELP)
+    _add_image_options(explain)
+    explain.add_argument("--max-pixels", type=int, default=None,
+                         help="refuse images larger than this many pixels (default: Pillow's "
+                              "decompression-bomb limit, about 89 million; 0: no limit)")
     explain.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
     explain.add_argument("--overwrite", action="store_true",
                          help="recompute maps whose files exist (default: resume, keeping maps "
                               "made from the same input bytes with the same model and settings)")
-    explain.add_argument("--max-pixels", type=int, default=None,
-                         help="refuse images larger than this many pixels (default: Pillow's "
-                              "decompression-bomb limit, about 89 million; 0: no limit)")
     explain.set_defaults(run=_explain)
 
-    nonlinear = sub.add_parser("nonlinear", help="nonlinear saliency maps and the paper's figures")
+    nonlinear = command("nonlinear", help="nonlinear saliency maps and the paper's figures")
     nonlinear.add_argument("images", nargs="+", type=Path,
                            help="image files and/or folders (searched recursively)")
     _add_model_options(nonlinear)
-    nonlinear.add_argument("--target", default="top1",
-                           help="class index, or top1 / top2 (the model's best classes)")
+    nonlinear.add_argument("--target", default="top1", help=_TARGET_HELP)
+    _add_image_options(nonlinear)
     nonlinear.add_argument("--linear", action="store_true",
                            help="only the linear variant (sensitivity frozen at the original)")
     nonlinear.add_argument("--levels", default=None,
@@ -76,43 +111,55 @@ def _parser() -> argparse.ArgumentParser:
     nonlinear.add_argument("--out", type=Path, default=Path("tfsal_out"), help="output folder")
     nonlinear.set_defaults(run=_nonlinear)
 
-    evaluate = sub.add_parser("evaluate", help="score methods' maps with a metric; CSV, JSON, plot")
-    evaluate.add_argument("metric", help="allegiance | deletion | insertion | background | "
-                                         "total_variation | signed | shift | patch | roar "
-                                         "(patch and roar retrain on generated data)")
+    evaluate = command("evaluate", help="score methods' maps with a metric; CSV, JSON, plot",
+                       description="Score methods' maps with a metric. Without image files: "
+                                   "generated shapes images (with their object masks) for the "
+                                   "built-in shapes models, the bundled photos (with their "
+                                   "object boxes) for other models.")
+    evaluate.add_argument("metric", choices=EVALUATE_METRICS,
+                          help="allegiance | deletion | insertion | background | "
+                               "total_variation | signed | shift | patch | roar "
+                               "(patch and roar retrain on generated data)")
     evaluate.add_argument("images", nargs="*", type=Path,
-                          help="image files and/or folders (default: generated data with masks)")
+                          help="image files and/or folders (default: generated shapes images "
+                               "for the shapes models, the bundled photos otherwise)")
     _add_model_options(evaluate)
-    evaluate.add_argument("--method", action="append", default=None,
-                          help="method name (repeatable, or 'all'); default: vanilla")
-    evaluate.add_argument("--generated", type=int, default=100,
-                          help="number of generated images when no files are given (default 100)")
+    _add_method_options(evaluate)
+    _add_image_options(evaluate)
+    evaluate.add_argument("--masks", type=Path, default=None, metavar="DIR",
+                          help="object masks of the images given, for the background metric: "
+                               "one image per input, at its path relative to the inputs' "
+                               "folder (or its stem, any image suffix); nonzero pixels are "
+                               "the object (default: none)")
+    evaluate.add_argument("--generated", type=int, default=None,
+                          help="score this many generated shapes images (for models trained "
+                               "on tfsal.data's shapes; default: 100 of them for the built-in "
+                               "shapes models when no files are given)")
     evaluate.add_argument("--seed", type=int, default=GENERATED_SEED,
-                          help=f"seed of the generated images (default {GENERATED_SEED}, "
-                               "held out from training)")
+                          help="seed of the generated images (held out from training)")
     evaluate.add_argument("--fill", default="black",
                           help="deletion fill: black, white or a number in [0, 1]")
     evaluate.add_argument("--reduction", default="abs-max",
                           help="channel reduction of the maps (mean, sum, max, abs-max, l2)")
     evaluate.add_argument("--n-train", type=int, default=2000,
-                          help="patch / roar: generated training images (default 2000)")
+                          help="patch / roar: generated training images")
     evaluate.add_argument("--epochs", type=int, default=6,
-                          help="patch / roar: epochs of each training (default 6)")
+                          help="patch / roar: epochs of each training")
     evaluate.add_argument("--repeats", type=int, default=3,
-                          help="roar: trainings per method and fraction (default 3)")
+                          help="roar: trainings per method and fraction")
     evaluate.add_argument("--out", type=Path, default=Path("tfsal_eval"), help="output folder")
     evaluate.set_defaults(run=_evaluate)
 
-    reproduce = sub.add_parser("reproduce", help="regenerate a paper's figures and tables")
+    reproduce = command("reproduce", help="regenerate a paper's figures and tables")
     reproduce.add_argument("paper", help="nonlinear | rectgrad | signed")
     reproduce.add_argument("--model", action="append", default=None,
                            help="built-in name, ImageNet model name, .keras file or SavedModel "
                                 "(repeatable; default: the embedded models)")
     reproduce.add_argument("--images", type=Path, default=None,
                            help="folder of images (default: generated data for the embedded "
-                                "models, matplotlib's sample photos otherwise)")
-    reproduce.add_argument("--n-images", type=int, default=8,
-                           help="generated images (default 8)")
+                                "models, the bundled photos otherwise)")
+    _add_image_options(reproduce)
+    reproduce.add_argument("--n-images", type=int, default=8, help="generated images")
     reproduce.add_argument("--quick", action="store_true",
                            help="reduced settings for a fast end-to-end run")
     reproduce.add_argument("--retrain", action="store_true",
@@ -122,49 +169,84 @@ def _parser() -> argparse.ArgumentParser:
                            help="output folder")
     reproduce.set_defaults(run=_reproduce)
 
-    demo = sub.add_parser("demo", help="real photos explained by EfficientNet-Lite0, then every "
-                                       "method on generated images of the embedded model")
+    demo = command("demo", help="real photos explained by EfficientNet-Lite0, then every "
+                                "method on generated images of the embedded model")
     demo.add_argument("--n-images", type=int, default=6,
-                      help="generated images for the embedded model (default 6)")
+                      help="generated images for the embedded model")
     demo.add_argument("--photos", type=int, default=None,
                       help="bundled photos to explain with efficientnet-lite0 (default all; "
                            "0: none)")
-    demo.add_argument("--out", type=Path, default=Path("demo_out"))
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
     demo.set_defaults(run=_demo)
 
-    sub.add_parser("methods", help="list the attribution methods").set_defaults(run=_methods)
-    sub.add_parser("models", help="list the built-in models").set_defaults(run=_models)
+    methods = command("methods", help="list the attribution methods, or one method's "
+                                      "parameters and their defaults")
+    methods.add_argument("name", nargs="?", default=None,
+                         help="a method name or alias: show its parameters (default: list "
+                              "every method)")
+    methods.set_defaults(run=_methods)
+    command("models", help="list the built-in models").set_defaults(run=_models)
     return parser
+
+
+_TARGET_HELP = ("class index, or top1, top2, ... (top2: maps of the best and the second best "
+                "class of each image)")
+# `tfsal.evaluation.METRICS`, here without importing TensorFlow.
+EVALUATE_METRICS = ("allegiance", "deletion", "insertion", "background", "total_variation",
+                    "signed", "shift", "patch", "roar")
+# --preprocess spellings -> `tfsal.load_model`'s preprocess.
+PREPROCESS = {"auto": "auto", "none": None, "caffe": "caffe", "tf": "tf", "torch": "torch",
+              "scale255": "scale255", "255": "scale255", "0-255": "scale255"}
+
+
+def _add_method_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", action="append", default=None,
+                        help="method name or alias (repeatable, or 'all'; 'tfsal methods' "
+                             "lists them; default: vanilla_gradient)")
+
+
+def _add_image_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fit", choices=("resize", "crop"), default="resize",
+                        help="how image files meet the model's input size: resize squashes "
+                             "the whole image; crop cuts the centre to the model's aspect "
+                             "ratio, then resizes")
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="built-in name (tfsal models), ImageNet name (xception, vgg16, "
                              "resnet50, inception_v3, mobilenet_v2), hub:<handle>, .keras file "
-                             f"or SavedModel directory (default {DEFAULT_MODEL})")
+                             "or SavedModel directory")
     parser.add_argument("--preprocess", default="auto",
-                        help="caffe | tf | torch | none (default: the built-in model's own)")
-    parser.add_argument("--batch-size", type=int, default=32)
+                        help="what the model takes, from pixels x in [0, 1]: auto (a built-in "
+                             "model's own, else none), none (x), tf (2x-1), caffe (BGR 0..255 "
+                             "minus the ImageNet mean), torch (ImageNet mean/std), scale255 or "
+                             "255 or 0-255 (255x: a model that rescales by 1/255 itself, such "
+                             "as one starting with keras.layers.Rescaling(1/255))")
+    parser.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                        help="class names: a text file with one name per line, a JSON list, "
+                             "or a JSON object {index: name}; one per class of the model "
+                             "(default: a named model's own, else none)")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per model call")
     parser.add_argument("--unsafe-load", action="store_true",
                         help="allow models that run arbitrary code or touch files: .keras files "
                              "with Lambda layers, SavedModels and hub handles whose graph "
                              "reads or writes files, the network or processes")
     parser.add_argument("--custom-objects", default=None, metavar="MODULE",
                         help="a module name or .py file defining the custom layers and "
-                             "functions of a .keras file (importing it runs its code)")
+                             "functions of a .keras file (importing it runs its code; "
+                             "default: none)")
     parser.add_argument("--output", choices=("auto", "logits", "probabilities"), default="auto",
-                        help="what the model returns (default auto: a softmax at the end of "
-                             "the model is found and its logits used)")
+                        help="what the model returns (auto: a softmax at the end of the model "
+                             "is found and its logits used)")
     parser.add_argument("--score", choices=("logit", "probability", "log_probability"),
-                        default="logit", help="the score methods differentiate (default logit)")
-    parser.add_argument("--layer", default=None,
-                        help="layer name, path or index (tensor name for SavedModels) of "
-                             "Grad-CAM and Guided Grad-CAM (default: the last feature map)")
+                        default="logit", help="the score methods differentiate")
     graph = parser.add_argument_group("SavedModels, TF Serving directories and hub handles")
     graph.add_argument("--signature", default=None,
                        help="signature to call (default serving_default, else __call__)")
     graph.add_argument("--output-key", default=None,
-                       help="which output of a signature returning several (e.g. logits)")
+                       help="which output of a signature returning several (e.g. logits; "
+                            "default: the only one)")
     graph.add_argument("--version", type=int, default=None,
                        help="TF Serving layout: the version to load (default: the newest)")
     graph.add_argument("--input-tensor", default=None,
@@ -175,7 +257,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 def _load(args):
     from tfsal.loading import load_model
 
-    preprocess = None if args.preprocess == "none" else args.preprocess
+    preprocess = _preprocess(args.preprocess)
+    class_names = _read_labels(args.labels)
     # Only the options given: load_model refuses those that do not apply to the source.
     given = {option: getattr(args, option) for option in
              ("signature", "output_key", "version", "input_tensor")
@@ -184,22 +267,200 @@ def _load(args):
         from tfsal.loading import custom_objects_from
 
         given["custom_objects"] = custom_objects_from(args.custom_objects)
-    return load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
-                      safe_mode=not args.unsafe_load, output=args.output, score=args.score,
-                      **given)
+    model = load_model(str(args.model), preprocess=preprocess, batch_size=args.batch_size,
+                       safe_mode=not args.unsafe_load, output=args.output, score=args.score,
+                       class_names=class_names, **given)
+    if class_names is not None and len(class_names) != model.num_classes:
+        raise TfsalError(f"expected one class name per class in --labels, "
+                         f"{model.num_classes} for {model.name}, received {len(class_names)} "
+                         f"in {shown(args.labels)}")
+    return model
+
+
+def _check_model_options(args) -> None:
+    """The model options that can be checked without TensorFlow, before any work."""
+    _preprocess(args.preprocess)
+    _read_labels(args.labels)
+
+
+def _preprocess(text: str):
+    if text not in PREPROCESS:
+        raise TfsalError(f"expected --preprocess one of {', '.join(PREPROCESS)}, received "
+                         f"{text!r}")
+    return PREPROCESS[text]
+
+
+def _read_labels(path: Path | None) -> list[str] | None:
+    """Class names from --labels: one per line, a JSON list, or a JSON object {index: name}
+    (an entry may also be a list ending with the name, as Keras's imagenet_class_index.json)."""
+    if path is None:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise TfsalError(f"expected --labels an existing file, received the missing path "
+                         f"{shown(path)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TfsalError(f"expected --labels a readable UTF-8 text file, received "
+                         f"{shown(path)} ({exc})") from None
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            names = _json_labels(json.loads(stripped))
+        except (ValueError, TypeError) as exc:
+            raise TfsalError(f"expected --labels a JSON list of names or an object "
+                             f"{{index: name}} with indices 0 … n-1, received {shown(path)} "
+                             f"({exc})") from None
+    else:
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise TfsalError(f"expected class names in --labels, received none in {shown(path)}")
+    return names
+
+
+def _json_labels(data) -> list[str]:
+    def name(value):
+        if isinstance(value, list) and value:
+            value = value[-1]
+        if not isinstance(value, str):
+            raise TypeError(f"a name {value!r} that is not a string")
+        return value
+
+    if isinstance(data, list):
+        return [name(v) for v in data]
+    indices = {int(k): v for k, v in data.items()}  # ValueError for other keys
+    if sorted(indices) != list(range(len(indices))):
+        raise ValueError("indices that are not 0 … n-1")
+    return [name(indices[i]) for i in range(len(indices))]
 
 
 def _method_names(requested: list[str] | None) -> list[str]:
+    """The methods' one names (aliases resolved, each once), without TensorFlow."""
+    from tfsal.methods import NAMES, resolve_method, suggest_methods
+
+    names = requested or ["vanilla_gradient"]
+    if "all" in names:
+        return list(NAMES)
+    unknown = []
+    resolved = []
+    for name in names:
+        try:
+            resolved.append(resolve_method(name))
+        except TfsalError:
+            unknown.append(name)
+    if unknown:
+        hints = "; ".join(f"{name!r}: did you mean {' or '.join(suggest_methods(name))}?"
+                          for name in unknown if suggest_methods(name))
+        raise TfsalError(f"expected method names from {list(NAMES)}, an alias ('tfsal methods' "
+                         f"lists them) or 'all', received {unknown}"
+                         + (f" ({hints})" if hints else ""))
+    return list(dict.fromkeys(resolved))
+
+
+def _params(texts: list[str] | None, layer: str | None = None) -> dict:
+    """--param NAME=VALUE (and --layer) as {name: value}, without TensorFlow."""
+    params = {}
+    for text in texts or []:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not name.isidentifier():
+            raise TfsalError(f"expected --param NAME=VALUE (e.g. steps=32), received {text!r}")
+        if name in params:
+            raise TfsalError(f"expected each --param once, received {name} twice")
+        params[name] = _param_value(value)
+    if layer is not None:
+        if "layer" in params:
+            raise TfsalError("expected --layer or --param layer=..., received both")
+        params["layer"] = _layer(layer)
+    return params
+
+
+def _param_value(text: str):
+    """JSON where it parses (32, 0.5, true, null, [1, 2], "text"), Python's None / True /
+    False too, else the text itself."""
+    words = {"None": None, "True": True, "False": False}
+    if text in words:
+        return words[text]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+class _NamedMethod:
+    """A method named in --param method=NAME (SmoothGrad's, VarGrad's): it calls the method
+    and is shown, and digested into the map files' names, as its name."""
+
+    def __init__(self, name: str, function):
+        self.name, self.function = name, function
+
+    def __call__(self, *args, **kwargs):
+        return self.function(*args, **kwargs)
+
+    def __getattr__(self, attribute):  # e.g. `compute`, the unchecked core SmoothGrad uses
+        return getattr(self.function, attribute)
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _methods_with_options(names: list[str], params: dict) -> dict:
+    """{name: (function, options)}: each method gets the --param values it takes (SmoothGrad
+    and VarGrad also those of the method they wrap); a parameter no method takes is an
+    error naming the methods' parameters."""
     from tfsal.methods import METHODS
 
-    names = requested or ["vanilla"]
-    if "all" in names:
-        return list(METHODS)
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise TfsalError(f"expected method names from {sorted(METHODS)} or 'all', "
-                         f"received {unknown}")
-    return names
+    methods, taken = {}, {}
+    for name in names:
+        accepted = _accepted_parameters(name, params)
+        taken[name] = accepted
+        options = {key: value for key, value in params.items() if key in accepted}
+        if isinstance(options.get("method"), str):
+            from tfsal.methods import resolve_method
+
+            wrapped = resolve_method(options["method"])
+            options["method"] = _NamedMethod(wrapped, METHODS[wrapped])
+        methods[name] = (METHODS[name], options)
+    unused = [key for key in params if not any(key in accepted for accepted in taken.values())]
+    if unused:
+        listed = "; ".join(f"{name}: {', '.join(accepted) or 'none'}"
+                           for name, accepted in taken.items())
+        raise TfsalError(f"expected --param names that the methods requested take ({listed}), "
+                         f"received {unused}")
+    return methods
+
+
+def _accepted_parameters(name: str, params: dict) -> list[str]:
+    """The parameter names a method takes: its own, and for a method wrapping another
+    (method=..., **kwargs: SmoothGrad, VarGrad) the wrapped one's."""
+    import inspect
+
+    from tfsal.methods import METHODS, method_parameters, resolve_method
+
+    own = method_parameters(name)
+    accepted = list(own)
+    takes_more = any(p.kind == p.VAR_KEYWORD
+                     for p in inspect.signature(METHODS[name]).parameters.values())
+    if "method" in own and takes_more:
+        wrapped = params.get("method", own["method"].default)
+        if isinstance(wrapped, str):
+            wrapped = METHODS[resolve_method(wrapped)]
+        if callable(wrapped):
+            accepted += [p for p in method_parameters(wrapped) if p not in accepted]
+    return accepted
+
+
+def _check_target(rule: str) -> str:
+    """--target's syntax, without TensorFlow (the class range is checked with the model)."""
+    from tfsal.targets import rank_of
+
+    if rank_of(rule) is None:
+        try:
+            int(rule)
+        except ValueError:
+            raise TfsalError(f"expected a target a class index, top1 or top2 (or topK), "
+                             f"received {rule!r}") from None
+    return rule
 
 
 def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
@@ -211,19 +472,27 @@ def _targets(model, images: np.ndarray, spec: str) -> list[np.ndarray]:
 def _explain(args) -> int:
     """Maps for every image, batch by batch, into a run folder of OUT (`tfsal.runs`): failures
     are reported and skipped, maps already made from the same input and settings are kept
-    (resume) unless --overwrite, every file is written atomically. OUT and the inputs are
-    checked before the model is loaded."""
+    (resume) unless --overwrite, every file is written atomically. The options, OUT and the
+    inputs are checked before TensorFlow is imported and the model loaded."""
     from tfsal import runs
 
-    out = runs.check_out(args.out)
     names = _method_names(args.method)
+    params = _params(args.param, args.layer)
+    _check_target(args.target)
+    _check_model_options(args)
+    out = runs.check_out(args.out)
     inputs, problems = runs.find_inputs(args.images, out)
+    methods = _methods_with_options(names, params)
     model = _load(args)
-    methods = {name: _method_with_options(name, args.layer) for name in names}
-    run = runs.RunFolder(out, model.name, runs.run_fingerprint(model, args.target), inputs)
+    fingerprint = runs.run_fingerprint(model, args.target)
+    if args.fit != "resize":  # other pixels, other maps (resize: the folders made before --fit)
+        fingerprint["fit"] = args.fit
+    run = runs.RunFolder(out, model.name, fingerprint, inputs)
     summary = runs.Summary({"model": repr(model), "source": str(args.model),
                             "run_folder": str(run.path), "fingerprint": run.fingerprint,
-                            "methods": names, "target": args.target})
+                            "methods": names, "target": args.target, "fit": args.fit,
+                            "options": {name: json.loads(json.dumps(options, default=repr))
+                                        for name, (_, options) in methods.items()}})
     for problem in problems:
         summary.failed.append(problem.entry())
         _report(f"{runs.shown(problem.path)}: skipped: {problem.reason}", error=True)
@@ -240,16 +509,18 @@ def _explain(args) -> int:
     counts = summary.counts
     _report(f"{len(inputs) + len(problems)} image file(s): wrote {counts['written']} map(s), "
             f"kept {counts['existing']} existing, {len(summary.failed)} file(s) failed, "
-            f"{len(summary.skipped)} method(s) skipped; see {runs.shown(out / 'summary.json')}")
+            f"{len(summary.skipped)} method(s) skipped; see "
+            f"{runs.shown(out / 'report.html')} and summary.json")
     requested_failed = bool(summary.skipped) and "all" not in (args.method or [])
     return 1 if summary.failed or requested_failed else 0
 
 
 def _write_summary(summary, out: Path, finished: bool) -> None:
-    """summary.json, once at the end; after a failure or an interruption too, as far as the
-    disk allows (the error that stopped the run is the one reported)."""
+    """summary.json and report.html, once at the end; after a failure or an interruption too,
+    as far as the disk allows (the error that stopped the run is the one reported)."""
     try:
         summary.write(out / "summary.json", finished=finished)
+        report_from_explain_summary(out)
     except OSError as exc:
         if finished:
             raise OutputError(f"could not write {out / 'summary.json'}: "
@@ -259,20 +530,10 @@ def _write_summary(summary, out: Path, finished: bool) -> None:
 
 
 def _image_options(args) -> dict:
-    if args.max_pixels is None:
-        return {}
-    return {"max_pixels": None if args.max_pixels == 0 else args.max_pixels}
-
-
-def _method_with_options(name: str, layer):
-    """(method, options): `--layer` goes to the methods that take one (Grad-CAM's family)."""
-    import inspect
-
-    from tfsal.methods import METHODS
-
-    method = METHODS[name]
-    takes_layer = "layer" in inspect.signature(method).parameters
-    return method, ({"layer": _layer(layer)} if layer is not None and takes_layer else {})
+    options = {"fit": args.fit}
+    if args.max_pixels is not None:
+        options["max_pixels"] = None if args.max_pixels == 0 else args.max_pixels
+    return options
 
 
 def _report(text: str, error: bool = False) -> None:
@@ -302,13 +563,14 @@ def _image_paths(named: list[Path], out: Path) -> list[str]:
     return [item.path for item in inputs]
 
 
-def _load_images(paths: list[Path], size) -> np.ndarray:
-    """Read image files into one (N, H, W, 3) batch, resized to the model's input size."""
+def _load_images(paths: list[Path], size, fit: str = "resize") -> np.ndarray:
+    """Read image files into one (N, H, W, 3) batch, resized (or cropped, `fit`) to the
+    model's input size."""
     from tfsal.images import load_image
 
     loaded = []
     for path in paths:
-        image, note = load_image(path, size)
+        image, note = load_image(path, size, fit=fit)
         if note:
             print(f"{path}: {note}")
         loaded.append(image)
@@ -318,14 +580,83 @@ def _load_images(paths: list[Path], size) -> np.ndarray:
     return np.stack(loaded)
 
 
+def _mask_files(folder: Path, paths: list[str]) -> list[Path]:
+    """The mask of each image in `folder`: at the image's path relative to the images' common
+    folder, else that path's stem with any image suffix, else the image's stem at the top of
+    `folder`; one for every image, without ambiguity."""
+    from tfsal.runs import IMAGE_SUFFIXES
+
+    if not folder.is_dir():
+        raise TfsalError(f"expected --masks an existing folder, received {shown(folder)}")
+    root = os.path.commonpath([os.path.dirname(p) for p in paths])
+    found = []
+    for path in paths:
+        relative = Path(os.path.relpath(path, root))
+        candidates = [folder / relative]
+        for place in (folder / relative.parent, folder):
+            candidates += sorted(place / (relative.stem + suffix) for suffix in
+                                 dict.fromkeys(IMAGE_SUFFIXES + tuple(s.upper() for s in
+                                                                      IMAGE_SUFFIXES)))
+        existing = list(dict.fromkeys(c for c in candidates if c.is_file()))
+        if not existing:
+            raise TfsalError(f"expected a mask for every image in --masks {shown(folder)}, "
+                             f"received none for {shown(path)} (looked for "
+                             f"{shown(folder / relative)}, or {shown(relative.stem)}.png, "
+                             f".jpg, ... there or at the top)")
+        exact = existing[0] == folder / relative
+        same_place = [c for c in existing if c.parent == existing[0].parent]
+        if not exact and len(same_place) > 1:
+            raise TfsalError(f"expected one mask for {shown(path)}, received "
+                             f"{[shown(c) for c in same_place]}")
+        found.append(existing[0])
+    return found
+
+
+def _load_masks(files: list[Path], images: np.ndarray, size, fit: str) -> np.ndarray:
+    """(N, H, W) bool object masks: nonzero pixels (any colour channel; alpha ignored) are
+    the object; fitted to the model's input like the images (resize or crop), nearest."""
+    from PIL import Image
+
+    from tfsal.images import crop_box
+
+    masks = []
+    for file, image in zip(files, images):
+        try:
+            with Image.open(file) as img:
+                img.load()
+                if img.mode in ("P", "PA"):
+                    img = img.convert("RGBA")
+                bands = [i for i, band in enumerate(img.getbands()) if band != "A"]
+                values = np.asarray(img)
+        except Exception as exc:  # any decoder's failure
+            raise TfsalError(f"expected a readable mask image, received {shown(file)} "
+                             f"({type(exc).__name__}: {exc})") from None
+        mask = values[..., bands].any(axis=-1) if values.ndim == 3 else values != 0
+        picture = Image.fromarray(mask.astype(np.uint8) * 255)
+        if size is not None:
+            box = crop_box(picture.width, picture.height, size) if fit == "crop" else None
+            if box is not None:
+                picture = picture.crop(box)
+            picture = picture.resize((size[1], size[0]), Image.NEAREST)
+        mask = np.asarray(picture) > 127
+        if mask.shape != image.shape[:2]:
+            raise TfsalError(f"expected a mask of its image's size {image.shape[1]}x"
+                             f"{image.shape[0]}, received {shown(file)} of "
+                             f"{mask.shape[1]}x{mask.shape[0]}")
+        masks.append(mask)
+    return np.stack(masks)
+
+
 def _nonlinear(args) -> int:
     from tfsal.reproduce.run import nonlinear_run
 
+    _check_target(args.target)
+    _check_model_options(args)
     check_out(args.out)
     paths = _image_paths(args.images, args.out)
     options = _nonlinear_options(args)
     model = _load(args)
-    images = _load_images(paths, model.input_size)
+    images = _load_images(paths, model.input_size, args.fit)
     targets = np.stack(_targets(model, images, args.target), axis=1)  # (N, K), image-major items
     options["progress"] = True  # a bar over batches, when tqdm is installed
     # Figures are named by each image's path relative to the folder named: never two alike.
@@ -336,11 +667,12 @@ def _nonlinear(args) -> int:
         entry["image"] = paths[index]
     save_json({"model": str(args.model), "linear": bool(args.linear), "files": run.shared,
                "items": run.items}, args.out / "trajectory.json")
+    page = report_from_trajectory(args.out)
     count = len(run.shared) + sum(len(e["files"]) for e in run.items)
     print(f"{'linear' if args.linear else 'nonlinear'} saliency of {len(run.items)} item(s) "
           f"from {len(images)} image(s): mean best target probability "
-          f"{run.trajectory.best_probability.mean():.3f}; wrote {count} figures and "
-          f"trajectory.json to {args.out}")
+          f"{run.trajectory.best_probability.mean():.3f}; wrote {count} figures, "
+          f"trajectory.json and {page.name} to {args.out}")
     return 0
 
 
@@ -361,44 +693,102 @@ def _nonlinear_options(args) -> dict:
 
 
 def _evaluate(args) -> int:
-    from tfsal.data import make_dataset
-    from tfsal.evaluation import evaluate, evaluate_patch, evaluate_roar
-
     methods = _method_names(args.method)
+    _check_model_options(args)
+    fill = _fill(args.fill)
     check_out(args.out)
+    if args.generated is not None and args.generated < 1:
+        raise TfsalError(f"expected --generated ≥ 1, received {args.generated}")
+    if args.images and args.generated is not None:
+        raise TfsalError("expected image files or --generated, received both")
+    if args.masks is not None and not args.images:
+        raise TfsalError(f"expected image files to go with --masks {shown(args.masks)}, "
+                         f"received none")
+    paths = _image_paths(args.images, args.out) if args.images else None
+    if args.metric == "background" and paths is not None and args.masks is None:
+        raise TfsalError("expected object masks for the background metric with image files "
+                         "(--masks DIR), received none")
+    mask_files = _mask_files(args.masks, paths) if args.masks is not None else None
     if args.metric == "patch":
+        from tfsal.evaluation import evaluate_patch
+
         return _print_evaluation(evaluate_patch(
-            methods, n_train=args.n_train, n_eval=args.generated, epochs=args.epochs,
-            out=args.out, seed=args.seed))
+            methods, n_train=args.n_train, n_eval=args.generated or 100, epochs=args.epochs,
+            out=args.out, seed=args.seed), args.out)
+    from tfsal.evaluation import evaluate, evaluate_roar
+
     model = _load(args)
     if args.metric == "roar":
         return _print_evaluation(evaluate_roar(
-            model, methods, n_train=args.n_train, n_test=args.generated, epochs=args.epochs,
-            repeats=args.repeats, out=args.out))
-    if args.images:
-        images = _load_images(_image_paths(args.images, args.out), model.input_size)
-        masks = None
+            model, methods, n_train=args.n_train, n_test=args.generated or 100,
+            epochs=args.epochs, repeats=args.repeats, out=args.out), args.out)
+    if paths is not None:
+        images = _load_images(paths, model.input_size, args.fit)
+        masks = None if mask_files is None else _load_masks(mask_files, images,
+                                                            model.input_size, args.fit)
     else:
-        if args.generated < 1 or model.input_size is None:
-            raise TfsalError(f"expected --generated ≥ 1 and a model with a fixed input size, "
-                             f"received {args.generated} and {model.input_size}")
-        data = make_dataset(args.generated, size=model.input_size[0], seed=args.seed)
-        images, masks = data.images, data.masks
-    fill = args.fill
-    if fill not in ("black", "white"):
-        try:
-            fill = float(fill)
-        except ValueError:
-            raise TfsalError(f"expected --fill black, white or a number, received {fill!r}") \
-                from None
+        images, masks = _default_evaluation_images(args, model)
     return _print_evaluation(evaluate(model, images, args.metric, methods=methods, masks=masks,
-                                      fill=fill, reduction=args.reduction, out=args.out))
+                                      fill=fill, reduction=args.reduction, out=args.out),
+                             args.out)
 
 
-def _print_evaluation(result) -> int:
+def _fill(text: str):
+    if text in ("black", "white"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise TfsalError(f"expected --fill black, white or a number, received {text!r}") \
+            from None
+
+
+def _is_shapes_model(model) -> bool:
+    from tfsal import zoo
+
+    return model.name in zoo.available() and zoo.info(model.name).data == "shapes"
+
+
+def _default_evaluation_images(args, model) -> tuple[np.ndarray, np.ndarray]:
+    """Without image files: generated shapes images for the built-in shapes models (or with
+    --generated, for a model of the shapes classes), the bundled photos otherwise; each with
+    its object masks. Says which on stdout."""
+    from tfsal.data import CLASS_NAMES, make_dataset
+
+    if _is_shapes_model(model) or args.generated is not None:
+        if not _is_shapes_model(model) and model.num_classes != len(CLASS_NAMES):
+            raise TfsalError(f"expected image files for {model.name} ({model.num_classes} "
+                             f"classes): --generated makes shapes images, for models of the "
+                             f"{len(CLASS_NAMES)} shapes classes; received none")
+        count = 100 if args.generated is None else args.generated
+        if model.input_size is None or model.input_size[0] != model.input_size[1]:
+            raise TfsalError(f"expected a model with a fixed square input size for generated "
+                             f"images, received {model.input_size}")
+        print(f"no image files given: scoring {count} generated shapes images (tfsal.data, "
+              f"seed {args.seed}) with their object masks", flush=True)
+        data = make_dataset(count, size=model.input_size[0], seed=args.seed)
+        return data.images, data.masks
+    from tfsal.zoo.photos import object_masks, sample_photos
+
+    if model.input_size is None or model.input_size[0] != model.input_size[1]:
+        raise TfsalError(f"expected image files for {model.name} (the bundled photos suit "
+                         f"square input sizes), received none")
+    photos = sample_photos(model.input_size[0])
+    if not photos:
+        raise TfsalError(f"expected image files for {model.name}, or the bundled photos "
+                         f'(pip install "tfsal[imagenet,plot]"), received neither')
+    names = tuple(photos)
+    print(f"no image files given: scoring the {len(names)} bundled photos "
+          f"({', '.join(names)}; tfsal.zoo.photos) with their hand-drawn object boxes "
+          f"as masks", flush=True)
+    return np.stack(list(photos.values())), object_masks(model.input_size[0], names)
+
+
+def _print_evaluation(result, out: Path) -> int:
     for name, stats in result.summary.items():
         print(f"{name:24s} " + "  ".join(f"{k} {v:.4f}" for k, v in stats.items()))
-    print(f"wrote {', '.join(str(f) for f in result.files)}")
+    page = report_from_evaluation(out, [f for f in result.files if str(f).endswith(".png")])
+    print(f"wrote {', '.join(str(f) for f in [*result.files, page])}")
     return 0
 
 
@@ -413,7 +803,8 @@ def _reproduce(args) -> int:
     models = [load_model(name) for name in names]
     report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
                        quick=args.quick, retrain=args.retrain)
-    print(f"wrote {report} and its figures")
+    page = report_from_markdown(args.out)
+    print(f"wrote {report}, {page} and the figures")
     return 0
 
 
@@ -428,7 +819,7 @@ def _reproduce_images(args, model):
     if args.images is not None:
         paths = _image_paths([args.images], args.out)
         root = os.path.commonpath([os.path.dirname(p) for p in paths])
-        return Images(_load_images(paths, model.input_size),
+        return Images(_load_images(paths, model.input_size, args.fit),
                       tuple(os.path.relpath(p, root) for p in paths))
     if model.name in zoo.available() and zoo.info(model.name).data == "shapes":
         if args.n_images < 1:
@@ -501,7 +892,7 @@ def _demo(args) -> int:
 PHOTO_MODEL = "efficientnet-lite0"
 # The main methods on the photos: plain and smoothed gradients, a path method, a backward rule,
 # a class-activation map.
-PHOTO_METHODS = {"gradient": ("vanilla", {}),
+PHOTO_METHODS = {"gradient": ("vanilla_gradient", {}),
                  "SmoothGrad": ("smoothgrad", {"n_samples": 25, "noise_level": 0.15, "seed": 0}),
                  "Integrated Gradients": ("integrated_gradients", {"steps": 32}),
                  "Guided Backprop": ("guided_backprop", {}),
@@ -540,13 +931,94 @@ def _demo_photos(count, out: Path) -> None:
     print(f"wrote {path}")
 
 
-def _methods(_args) -> int:
+def _methods(args) -> int:
+    from tfsal.methods import NAMES, aliases_of, resolve_method
+
+    if args.name is not None:
+        return _method_help(resolve_method(args.name))  # a typo is reported before TensorFlow
     from tfsal.methods import METHODS
 
-    for name, method in METHODS.items():
-        doc = (method.__doc__ or "").strip().splitlines()[0]
-        print(f"{name:22s} {doc}")
+    for name in NAMES:
+        print(f"{name:22s} {_doc_summary(METHODS[name])}")
+        aliases = aliases_of(name)
+        if aliases:
+            print(f"{'':22s} (also: {', '.join(aliases)})")
+    print("\n'tfsal methods NAME' shows a method's parameters, given with --param NAME=VALUE")
     return 0
+
+
+def _method_help(name: str) -> int:
+    """A method's summary, aliases and parameters with their defaults."""
+    import inspect
+    import textwrap
+
+    from tfsal.methods import METHODS, aliases_of, method_parameters
+
+    function = METHODS[name]
+    print(f"{name}: {_doc_summary(function)}")
+    aliases = aliases_of(name)
+    if aliases:
+        print(f"aliases: {', '.join(aliases)}")
+    described = _arg_docs(function.__doc__ or "")
+    parameters = method_parameters(function)
+    print("parameters (tfsal explain --param NAME=VALUE):" if parameters else
+          "parameters: none")
+    for parameter in parameters.values():
+        print(f"  {parameter.name} = {_shown_default(parameter.default)}")
+        if parameter.name in described:
+            print(textwrap.fill(described[parameter.name], width=96, initial_indent=" " * 6,
+                                subsequent_indent=" " * 6))
+    if any(p.kind == p.VAR_KEYWORD for p in inspect.signature(function).parameters.values()):
+        print("  and the parameters of the method it wraps (--param method=NAME, e.g.\n"
+              "  --param method=integrated_gradients --param steps=16): tfsal methods NAME")
+    return 0
+
+
+def _doc_summary(function) -> str:
+    lines = (function.__doc__ or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _arg_docs(doc: str) -> dict[str, str]:
+    """{parameter: description} from a docstring's "Args:" section (Google style)."""
+    import inspect
+
+    lines = inspect.cleandoc(doc).splitlines()
+    start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
+    if start is None:
+        return {}
+    docs, current, indent = {}, None, None
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        width = len(line) - len(line.lstrip())
+        indent = width if indent is None else indent
+        if width < indent:
+            break
+        if width == indent:
+            key, _, text = line.strip().partition(":")
+            current = key.strip().lstrip("*")
+            docs[current] = text.strip()
+        elif current is not None:
+            docs[current] += " " + line.strip()
+    return docs
+
+
+def _shown_default(value) -> str:
+    """A default as --param would take it: JSON (null, true, 0.15), text without quotes, a
+    function by its name."""
+    import inspect
+
+    if value is inspect.Parameter.empty:
+        return "(required)"
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 def _models(_args) -> int:

@@ -92,8 +92,9 @@ def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fi
     if unknown:
         raise TfsalError(f"expected method names from {sorted(METHODS)}, received {unknown}")
     if metric == "background" and masks is None:
-        raise TfsalError("expected object masks for the background metric (use generated data), "
-                         "received none")
+        raise TfsalError("expected object masks for the background metric (generated data, "
+                         "the bundled photos' object_masks, or your own: tfsal evaluate "
+                         "--masks DIR), received none")
     if reduction not in visualize.REDUCTIONS:
         raise TfsalError(f"expected reduction in {visualize.REDUCTIONS}, received {reduction!r}")
     model = as_model(model)

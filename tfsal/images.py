@@ -84,10 +84,14 @@ _PILLOW_LIMIT_LOCK = threading.Lock()
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
+FITS = ("resize", "crop")
+
+
 def load_image(path, size: tuple[int, int] | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, str | None]:
+               max_pixels: int | None = DEFAULT_MAX_PIXELS,
+               fit: str = "resize") -> tuple[np.ndarray, str | None]:
     """Read an image file (PNG, JPEG, TIFF, BMP, GIF, WebP, ...) as float32 RGB (H, W, 3) in
-    [0, 1], optionally resized.
+    [0, 1], optionally resized (or centre-cropped to the size's aspect, then resized).
 
     What each Pillow mode becomes:
 
@@ -115,6 +119,10 @@ def load_image(path, size: tuple[int, int] | None = None,
             any pixels (a small file can declare a huge image: a "decompression bomb"). The
             default is Pillow's own default limit; None means no limit. Pillow's global
             `Image.MAX_IMAGE_PIXELS` is left as it was.
+        fit: how an image of another aspect ratio meets `size`: "resize" squashes or
+            stretches the whole image; "crop" cuts the largest centred part of `size`'s
+            aspect ratio, then resizes it (as ImageNet models are evaluated). The crop box
+            is `crop_box`. Nothing changes without `size`.
 
     Returns:
         (image, note): note says what was rotated, converted, scaled or resized, else None.
@@ -130,11 +138,13 @@ def load_image(path, size: tuple[int, int] | None = None,
                                    or max_pixels < 1):
         raise TfsalError(f"expected max_pixels as a positive integer or None, received "
                          f"{max_pixels!r}")
+    if fit not in FITS:
+        raise TfsalError(f"expected fit in {FITS}, received {fit!r}")
     max_pixels = None if max_pixels is None else int(max_pixels)
     path = Path(path)
     try:
         with _pillow_pixel_limit(Image, max_pixels):
-            return _decode(path, size, max_pixels)
+            return _decode(path, size, max_pixels, fit)
     except TfsalError:
         raise
     except FileNotFoundError:
@@ -178,7 +188,23 @@ def _pillow_pixel_limit(Image, max_pixels: int | None):
             Image.MAX_IMAGE_PIXELS = saved
 
 
-def _decode(path: Path, size, max_pixels: int | None) -> tuple[np.ndarray, str | None]:
+def crop_box(width: int, height: int, size) -> tuple[int, int, int, int] | None:
+    """(left, top, right, bottom) of the largest centred part of a width × height image with
+    the aspect ratio of `size` (height, width); None when the image already has it."""
+    target_h, target_w = int(size[0]), int(size[1])
+    if width * target_h == height * target_w:
+        return None
+    if width * target_h > height * target_w:  # wider than the target: cut left and right
+        new_w = max(1, min(width, round(height * target_w / target_h)))
+        left = (width - new_w) // 2
+        return left, 0, left + new_w, height
+    new_h = max(1, min(height, round(width * target_h / target_w)))
+    top = (height - new_h) // 2
+    return 0, top, width, top + new_h
+
+
+def _decode(path: Path, size, max_pixels: int | None,
+            fit: str = "resize") -> tuple[np.ndarray, str | None]:
     from PIL import Image, ImageOps
 
     notes = []
@@ -196,9 +222,16 @@ def _decode(path: Path, size, max_pixels: int | None) -> tuple[np.ndarray, str |
         if orientation is not None:
             img = ImageOps.exif_transpose(img)
             notes.append(f"rotated per EXIF orientation {orientation}")
+        box = crop_box(img.width, img.height, size) if size is not None and fit == "crop" \
+            else None
+        crop_note = None if box is None else (f"cropped {img.width}x{img.height} to its "
+                                              f"centre {box[2] - box[0]}x{box[3] - box[1]}")
         if img.mode in _SIXTEEN_BIT_MODES or img.mode in ("I", "F"):
             gray, note = _high_bit_gray(img)
             notes.append(note)
+            if box is not None:
+                notes.append(crop_note)
+                gray = gray[box[1]:box[3], box[0]:box[2]]
             if size is not None and gray.shape != tuple(size):
                 notes.append(f"resized {gray.shape[1]}x{gray.shape[0]} to {size[1]}x{size[0]}")
                 gray = np.asarray(Image.fromarray(gray.astype(np.float32))
@@ -209,6 +242,9 @@ def _decode(path: Path, size, max_pixels: int | None) -> tuple[np.ndarray, str |
             if img.mode != "RGB":
                 notes.append(f"converted {img.mode} to RGB")
                 img = img.convert("RGB")
+            if box is not None:
+                notes.append(crop_note)
+                img = img.crop(box)
             if size is not None and (img.height, img.width) != tuple(size):
                 notes.append(f"resized {img.width}x{img.height} to {size[1]}x{size[0]}")
                 img = img.resize((size[1], size[0]), Image.BILINEAR)

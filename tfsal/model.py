@@ -31,7 +31,7 @@ from tfsal.opgraph import OpGraph
 from tfsal.targets import resolve_targets
 
 SCORES = ("logit", "probability", "log_probability")
-PREPROCESSING = ("caffe", "tf", "torch", None)
+PREPROCESSING = ("caffe", "tf", "torch", "scale255", None)
 # Images per compiled call at most: a batch holds every activation and gradient of all its
 # images at once, so beyond a few thousand it only adds memory (and gets the process killed).
 MAX_BATCH_SIZE = 4096
@@ -55,6 +55,8 @@ def _preprocess_fn(preprocess) -> Callable[[tf.Tensor], tf.Tensor]:
         return lambda x: x[..., ::-1] * 255.0 - tf.constant(_CAFFE_MEAN_BGR)
     if preprocess == "torch":
         return lambda x: (x - tf.constant(_TORCH_MEAN)) / tf.constant(_TORCH_STD)
+    if preprocess == "scale255":  # models that take 0..255 (and rescale by 1/255 inside)
+        return lambda x: x * 255.0
     raise TfsalError(f"expected preprocess in {PREPROCESSING} or a callable, "
                      f"received {preprocess!r}")
 
@@ -201,8 +203,9 @@ class Model:
             class 0 has logit −z, probability σ(−z) and log-probability log σ(−z).
             Other outputs (segmentation maps, (N,), several outputs) and inputs other than
             (N, H, W, 3) images are refused.
-        preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std), None, or a
-            callable from the [0, 1] tensor to the model's input.
+        preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std),
+            "scale255" ([0, 255]: x·255, for models that rescale by 1/255 themselves), None,
+            or a callable from the [0, 1] tensor to the model's input.
         score: default score to differentiate: "logit", "probability" or "log_probability".
         output: what the model returns: "auto", "logits" or "probabilities". Whatever is
             given, a head ending in softmax (a Keras layer, or a Softmax op at the end of a
@@ -652,10 +655,14 @@ class Model:
                          axis=-1).astype(np.int32)
 
     def resolve_targets(self, images, targets) -> np.ndarray:
-        """Validated int32 targets (N,); None becomes the predicted classes."""
+        """Validated int32 targets (N,); None (or "top1") becomes the predicted classes,
+        "top2", "top3", ... each image's second, third, ... best class
+        (`tfsal.targets.resolve_targets`)."""
         images = as_batch(images)
+        score = "logit" if self.output_kind == "logits" else "probability"
         return resolve_targets(targets, len(images), self.num_classes,
-                               predict=lambda: self.predicted_classes(images))
+                               predict=lambda: self.predicted_classes(images),
+                               scores=lambda: self._batched(self._fn("outputs", score), images))
 
     def target_scores(self, images, targets=None, *, score: str | None = None) -> np.ndarray:
         """The score of each image's target class, (N,) float32."""

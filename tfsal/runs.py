@@ -7,7 +7,8 @@ Layout under OUT:
                                        the run ends, fails or is interrupted)
     OUT/<run>/.tfsal-run.json          the fingerprint the run folder stands for
     OUT/<run>/records.jsonl            one line per map written, append-only
-    OUT/<run>/<input path>.<method>.class<c>.npy / .png
+    OUT/<run>/<input path>.<method>.class<c>.npy   each raw map
+    OUT/<run>/<input path>.maps.png                 one sheet per image: all its maps
 
 `<run>` is the model's name and a digest of the run fingerprint (model weights, preprocessing,
 output kind, score, target rule, tfsal version; `tfsal.fingerprint`), so another model or
@@ -23,6 +24,7 @@ their marker file) and OUT itself when it sits inside an input folder.
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -255,30 +257,25 @@ class RunFolder:
                 if isinstance(r, dict) and {"npy", "source", "sha256"} <= r.keys()]
         return np.unique(np.asarray(keys, dtype=np.uint64))
 
-    def map_files(self, item: Input, method_tag: str, target: int) -> tuple[Path, Path]:
-        stem = self.path / f"{item.key}.{method_tag}.class{int(target)}"
-        return stem.with_name(stem.name + ".npy"), stem.with_name(stem.name + ".png")
+    def map_file(self, item: Input, method_tag: str, target: int) -> Path:
+        """The raw map's .npy: `<input path>.<method>.class<c>.npy`."""
+        return self.path / f"{item.key}.{method_tag}.class{int(target)}.npy"
 
-    def is_done(self, item: Input, sha256: str, files: tuple[Path, Path]) -> bool:
-        """True when both files exist and were written from this input's current bytes."""
-        key = _record_key(self._relative(files[0]), item.path, sha256)
+    def sheet_file(self, item: Input) -> Path:
+        """The image's one figure of all its maps: `<input path>.maps.png`."""
+        return self.path / f"{item.key}.maps.png"
+
+    def is_done(self, item: Input, sha256: str, npy: Path) -> bool:
+        """True when the map exists and was written from this input's current bytes."""
+        key = _record_key(self._relative(npy), item.path, sha256)
         i = np.searchsorted(self._done, key)
-        return i < len(self._done) and self._done[i] == key and all(f.exists() for f in files)
+        return i < len(self._done) and self._done[i] == key and npy.exists()
 
-    def check_writable(self, files) -> str | None:
-        """Why a map cannot be written to `files` (None: it can)."""
-        for path in files:
-            if os.path.realpath(path) in self._inputs:
-                return f"its output {shown(path)} is an input file, which is never overwritten"
+    def check_writable(self, path: Path) -> str | None:
+        """Why an output cannot be written to `path` (None: it can)."""
+        if os.path.realpath(path) in self._inputs:
+            return f"its output {shown(path)} is an input file, which is never overwritten"
         return None
-
-    def write(self, files, attribution, picture) -> None:
-        """Write one map's .npy and .png (each atomically)."""
-        from tfsal import visualize
-        from tfsal.files import save_npy
-
-        save_npy(attribution, files[0])
-        visualize.save_png(picture, files[1])
 
     def record(self, entries: list[dict]) -> None:
         """Append the records of maps written (after the files are in place)."""
@@ -304,6 +301,7 @@ class Summary:
         self.header = header
         self.failed: list[dict] = []
         self.skipped: list[dict] = []
+        self.notes: list[str] = []
         self.counts = {"written": 0, "existing": 0}
         self._maps = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
 
@@ -321,7 +319,7 @@ class Summary:
             handle.write(json.dumps(head, indent=2)[:-2].encode() + b',\n  "maps": [')
             for i, line in enumerate(self._maps):
                 handle.write((",\n    " if i else "\n    ").encode() + line.rstrip("\n").encode())
-            tail = {"failed": self.failed, "skipped": self.skipped}
+            tail = {"failed": self.failed, "skipped": self.skipped, "notes": self.notes}
             handle.write(b"\n  ],\n" + json.dumps(tail, indent=2)[2:].encode())
         self._maps.seek(0, os.SEEK_END)
 
@@ -420,19 +418,23 @@ def _explain_batch(model, batch, methods, run, summary, target_rule, overwrite, 
 
 def _explain_group(model, group, methods, run, summary, target_rule, overwrite, report,
                    progress):
-    from tfsal import visualize
+    """Every method and target for one batch of images of one size: the maps (.npy, written
+    unless resumed), their records and summary entries, then one sheet per image."""
+    from tfsal.files import save_npy
 
     images = np.stack([image for _, _, image in group])
     probabilities = model.predict(images, score="probability")
+    panels = [{} for _ in group]  # per image: panel title -> (npy, map or None if on disk)
+    fresh = [False] * len(group)
     for targets in targets_for(model, images, target_rule, scores=probabilities):
         for name, (method, options) in methods.items():
             if any(entry["method"] == name for entry in summary.skipped):
                 continue
             progress.describe(name)
             tag = method_tag(name, options)
-            files = [run.map_files(item, tag, t) for (item, _, _), t in zip(group, targets)]
-            todo = [i for i, ((item, sha, _), f) in enumerate(zip(group, files))
-                    if overwrite or not run.is_done(item, sha, f)]
+            npys = [run.map_file(item, tag, t) for (item, _, _), t in zip(group, targets)]
+            todo = [i for i, ((item, sha, _), npy) in enumerate(zip(group, npys))
+                    if overwrite or not run.is_done(item, sha, npy)]
             try:
                 maps = method(model, images[todo], targets[todo], **options) if todo else []
             except TfsalError as exc:  # e.g. CAM on a model without a GAP + dense head
@@ -440,35 +442,62 @@ def _explain_group(model, group, methods, run, summary, target_rule, overwrite, 
                 continue
             computed = dict(zip(todo, maps))
             entries, written = [], []
-            for i, ((item, sha, image), target) in enumerate(zip(group, targets)):
+            for i, ((item, sha, _), target) in enumerate(zip(group, targets)):
+                p = float(probabilities[i, target])
                 entry = {"image": item.path, "method": name, "target": int(target),
-                         "label": _label(model, target),
-                         "probability": round(float(probabilities[i, target]), 6),
-                         "files": [str(f) for f in files[i]],
+                         "label": _label(model, target), "probability": round(p, 6),
+                         "files": [str(npys[i]), str(run.sheet_file(item))],
                          "source": item.path, "sha256": sha,
                          "status": "written" if i in computed else "existing"}
                 if i in computed:
-                    problem = run.check_writable(files[i]) or _write(
-                        run, files[i], computed[i], visualize.render(image, computed[i]))
+                    problem = run.check_writable(npys[i]) or _write(
+                        functools.partial(save_npy, computed[i], npys[i]), npys[i])
                     if problem:
                         _fail(summary, item.path, f"{name}: {problem}", report)
                         continue
                     written.append(entry)
+                    fresh[i] = True
+                panels[i][f"{name} · {entry['label']} ({p:.1%})"] = (npys[i], computed.get(i))
                 entries.append(entry)
             run.record(written)
             summary.add_maps([{k: v for k, v in e.items() if k not in ("source", "sha256")}
                               for e in entries])
+    progress.describe("sheets")
+    for i, (item, _, image) in enumerate(group):
+        sheet = run.sheet_file(item)
+        if panels[i] and (fresh[i] or not sheet.exists()):
+            problem = run.check_writable(sheet) or _write_sheet(
+                model, item, image, panels[i], sheet, summary, report)
+            if problem:
+                _fail(summary, item.path, f"sheet: {problem}", report)
 
 
-def _write(run, files, attribution, picture) -> str | None:
-    """Write one map; a name the file system refuses is that map's failure (returned), any
-    other I/O error stops the run (OutputError)."""
+def _write_sheet(model, item, image, panels, sheet, summary, report) -> str | None:
+    """The image's sheet of every map (a note, once, where matplotlib is missing)."""
+    from tfsal import plots
+
+    maps = {title: (value if value is not None else np.load(npy))
+            for title, (npy, value) in panels.items()}
+    title = f"{shown(os.path.basename(item.key))} — {model.name}"
     try:
-        run.write(files, attribution, picture)
+        return _write(functools.partial(plots.image_sheet, image, maps, sheet, title=title),
+                      sheet)
+    except TfsalError as exc:  # no matplotlib: the maps are written, the sheets are not
+        if not summary.notes:
+            summary.notes.append(f"no sheets drawn: {exc}")
+            report(f"no sheets drawn: {exc}")
+        return None
+
+
+def _write(write, path) -> str | None:
+    """Run one output's `write()`; a name the file system refuses is that output's failure
+    (returned), any other I/O error stops the run (OutputError)."""
+    try:
+        write()
     except OSError as exc:
         if exc.errno == errno.ENAMETOOLONG:
-            return f"could not write its map ({exc.strerror})"
-        raise OutputError(f"could not write {shown(exc.filename or files[0])}: "
+            return f"could not write {shown(path)} ({exc.strerror})"
+        raise OutputError(f"could not write {shown(exc.filename or path)}: "
                           f"{exc.strerror or exc}") from None
     return None
 

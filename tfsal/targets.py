@@ -9,27 +9,47 @@ import numpy as np
 from tfsal.errors import TfsalError
 
 
+def rank_of(rule) -> int | None:
+    """k for a rank rule "top1", "top2", ... ("topk" = each image's k-th best class), else
+    None."""
+    if isinstance(rule, str) and rule.startswith("top") and rule[3:].isdigit() \
+            and rule[3:].isascii():
+        return int(rule[3:])
+    return None
+
+
 def resolve_targets(
     targets,
     n: int,
     num_classes: int | None,
     predict: Callable[[], np.ndarray] | None = None,
+    scores: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Turn `targets` into an int32 array of shape (n,).
 
     Args:
-        targets: an int (same class for every image), an int array-like of shape (n,), or
-            None for the predicted class of each image.
+        targets: an int (same class for every image), an int array-like of shape (n,), None
+            for the predicted class of each image, or a rank "top1", "top2", ... "topk": each
+            image's k-th best class by the model's scores ("top1" is the predicted class, the
+            same as None; "top2" the runner-up; ties go to the lower class index). A method
+            call returns one map per image: for the maps of the two best classes call it with
+            "top1" and with "top2".
         n: number of images.
         num_classes: the model's class count (None if unknown: only negatives are refused).
-        predict: called without arguments when `targets` is None; returns the (n,) predictions.
+        predict: called without arguments when `targets` is None or "top1"; returns the (n,)
+            predictions.
+        scores: called without arguments for "top2" and beyond; returns the (n, classes)
+            scores that rank the classes.
 
     Returns:
         int32 array (n,).
 
     Raises:
-        TfsalError: for non-integer values, a wrong count or a class index out of range.
+        TfsalError: for non-integer values, a wrong count or a class index out of range, and
+            a rank beyond the classes.
     """
+    if isinstance(targets, str):
+        return _ranked(targets, n, num_classes, predict, scores)
     if targets is None:
         if predict is None:
             raise TfsalError("expected explicit targets (no model to predict them), received None")
@@ -52,6 +72,27 @@ def resolve_targets(
         limit = f"[0, {num_classes})" if num_classes is not None else "≥ 0"
         raise TfsalError(f"expected class indices in {limit}, received {_preview(arr[bad])}")
     return arr.astype(np.int32)
+
+
+def _ranked(rule: str, n: int, num_classes, predict, scores) -> np.ndarray:
+    k = rank_of(rule)
+    if k is None:
+        raise TfsalError(f"expected integer class indices as targets, None or a rank 'top1', "
+                         f"'top2', ..., received the string {rule!r}")
+    if k < 1 or (num_classes is not None and k > num_classes):
+        upper = f"'top{num_classes}'" if num_classes is not None else "..."
+        raise TfsalError(f"expected a rank 'top1' ... {upper} for a model of {num_classes} "
+                         f"classes, received {rule!r}")
+    if k == 1 and predict is not None:
+        return np.asarray(predict(), dtype=np.int32).reshape(n)
+    if scores is None:
+        raise TfsalError(f"expected explicit targets (no model to rank the classes), received "
+                         f"{rule!r}")
+    values = np.asarray(scores())
+    if values.ndim != 2 or values.shape[0] != n or k > values.shape[1]:
+        raise TfsalError(f"expected a rank within the model's {values.shape[-1]} scores, "
+                         f"received {rule!r}")
+    return np.argsort(-values, axis=1, kind="stable")[:, k - 1].astype(np.int32)
 
 
 def _integral_float(arr: np.ndarray) -> bool:
