@@ -45,8 +45,8 @@ def test_deletion_equals_the_metric_on_the_reduced_maps_and_the_csv_holds_the_cu
     reduced = visualize.reduce_channels(tfsal.vanilla_gradient(model, data.images, targets),
                                         "abs-max")
     direct = deletion_curve(model, data.images, reduced, targets)
-    assert result.summary["vanilla"]["auc"] == pytest.approx(direct.auc, abs=1e-9)
-    rows = [r for r in _rows(tmp_path / "results.csv") if r["method"] == "vanilla"]
+    assert result.summary["vanilla_gradient"]["auc"] == pytest.approx(direct.auc, abs=1e-9)
+    rows = [r for r in _rows(tmp_path / "results.csv") if r["method"] == "vanilla_gradient"]
     fractions = np.array([float(r["fraction"]) for r in rows])
     values = np.array([float(r["value"]) for r in rows])
     np.testing.assert_allclose(values, direct.values, atol=1e-6)
@@ -75,14 +75,14 @@ def test_total_variation_is_scale_free(model, data, tmp_path):
     head.set_weights([w * 10 for w in head.get_weights()])
     second = evaluate(tfsal.Model(louder), data.images, "total_variation", methods=["vanilla"],
                       out=tmp_path / "b")
-    assert second.summary["vanilla"]["median"] == pytest.approx(
-        first.summary["vanilla"]["median"], rel=1e-5)
-    assert 0 < first.summary["vanilla"]["median"] < 4 * SIZE * SIZE
+    assert second.summary["vanilla_gradient"]["median"] == pytest.approx(
+        first.summary["vanilla_gradient"]["median"], rel=1e-5)
+    assert 0 < first.summary["vanilla_gradient"]["median"] < 4 * SIZE * SIZE
 
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(metric="nope"), "expected a metric"),
-    (dict(metric="deletion", methods=["nope"]), "expected method names"),
+    (dict(metric="deletion", methods=["nope"]), "expected a method name"),
     (dict(metric="background"), "expected object masks"),
     (dict(metric="deletion", reduction="median"), "expected reduction"),
     (dict(metric="deletion", fill="grey"), "fill"),
@@ -168,7 +168,7 @@ def test_evaluate_command_on_files_refuses_metrics_that_need_masks(tmp_path, cap
 def test_shift_finds_the_gradient_invariant_and_gradient_x_input_not(model, data, tmp_path):
     result = evaluate(model, data.images, "shift", methods=["vanilla", "gradient_x_input"],
                       out=tmp_path)
-    assert result.summary["vanilla"]["invariant"] is True
+    assert result.summary["vanilla_gradient"]["invariant"] is True
     assert result.summary["gradient_x_input"]["invariant"] is False
     assert result.summary["gradient_x_input"]["median"] > 0.01
     assert (tmp_path / "shift.png").exists()

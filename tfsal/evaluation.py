@@ -29,7 +29,7 @@ from tfsal import plots, visualize
 from tfsal.errors import TfsalError
 from tfsal.files import atomic_write, save_json
 from tfsal.loading import as_model
-from tfsal.methods import METHODS
+from tfsal.methods import METHODS, resolve_method
 from tfsal.metrics import (
     allegiance_curve,
     deletion_curve,
@@ -61,8 +61,8 @@ class Evaluation:
     files: tuple
 
 
-def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fill="black",
-             reduction: str = "abs-max", out) -> Evaluation:
+def evaluate(model, images, metric: str, *, methods=("vanilla_gradient",), masks=None,
+             fill="black", reduction: str = "abs-max", out) -> Evaluation:
     """Score each method's maps of `images` with `metric` and write results.csv/json and a plot.
 
     Args:
@@ -88,9 +88,7 @@ def evaluate(model, images, metric: str, *, methods=("vanilla",), masks=None, fi
     if metric not in MAP_METRICS:
         raise TfsalError(f"expected a metric in {MAP_METRICS} (patch and roar retrain: "
                          f"evaluate_patch, evaluate_roar), received {metric!r}")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise TfsalError(f"expected method names from {sorted(METHODS)}, received {unknown}")
+    methods = [resolve_method(m) for m in methods]  # canonical names key the results
     if metric == "background" and masks is None:
         raise TfsalError("expected object masks for the background metric (generated data, "
                          "the bundled photos' object_masks, or your own: tfsal evaluate "
