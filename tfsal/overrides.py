@@ -224,14 +224,18 @@ def _mask_border_gradient(out):
     return padded(out)
 
 
+def _pool_geometry(layer, rule: str):
+    """(ksize, strides, padding) of a Keras max-pooling layer, as the raw pooling ops take
+    them; a TfsalError naming `rule` for channels_first layers."""
+    if layer.data_format != "channels_last":
+        raise TfsalError(f"expected channels_last max-pooling for {rule}, received "
+                         f"{layer.data_format} in {layer.name}")
+    return [1, *layer.pool_size, 1], [1, *layer.strides, 1], layer.padding.upper()
+
+
 def _proportional_max_pool(layer, x):
     """Max-pool forward; backward by the proportional redistribution rule (`_prr_backward`)."""
-    if layer.data_format != "channels_last":
-        raise TfsalError("expected channels_last max-pooling for the proportional "
-                         f"redistribution rule, received {layer.data_format} in {layer.name}")
-    ksize = [1, *layer.pool_size, 1]
-    strides = [1, *layer.strides, 1]
-    padding = layer.padding.upper()
+    ksize, strides, padding = _pool_geometry(layer, "the proportional redistribution rule")
 
     @tf.custom_gradient
     def pool(inputs):
@@ -257,12 +261,7 @@ def rescales_max_pool(rule: Rule) -> bool:
 def _path_max_pool(layer, x, x0):
     """Max-pool forward; backward by DeepLIFT's `maxpool="rescale"` (`_path_max_pool_backward`)
     against the same layer's input `x0` on the reference images."""
-    if layer.data_format != "channels_last":
-        raise TfsalError("expected channels_last max-pooling for DeepLIFT's maxpool='rescale', "
-                         f"received {layer.data_format} in {layer.name}")
-    ksize = [1, *layer.pool_size, 1]
-    strides = [1, *layer.strides, 1]
-    padding = layer.padding.upper()
+    ksize, strides, padding = _pool_geometry(layer, "DeepLIFT's maxpool='rescale'")
 
     @tf.custom_gradient
     def pool(inputs):
