@@ -636,7 +636,10 @@ class Model:
             except tf.errors.InvalidArgumentError as exc:  # e.g. too small for the model's convs
                 raise TfsalError(f"expected images the model can process, received shape "
                                  f"{images.shape}: {_first_line(exc)}") from None
-            return [np.asarray(t) for t in tf.nest.flatten(out)]
+            # Half-precision results (mixed-precision models' activations) come back as
+            # float32: NumPy cannot compute with bfloat16, and sums in float16 lose precision.
+            return [np.asarray(tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16)
+                               else t) for t in tf.nest.flatten(out)]
 
         parts = Chunker(self.batch_size).run(call, len(images))
         joined = tuple(np.concatenate(p, axis=0) for p in zip(*parts))

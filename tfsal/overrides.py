@@ -168,11 +168,15 @@ def per_sample_percentile(values, q: float, how: str | None = None, rank: str = 
     exact.
 
     Returns:
-        a tensor broadcastable against `values`: (N, 1, ..., 1).
+        a tensor broadcastable against `values`: (N, 1, ..., 1), of their dtype (the
+        selection runs in float32).
     """
     n = int(np.prod(values.shape[1:]))
     index = percentile_rank(n, q, rank)
-    tau = select(tf.reshape(values, (-1, n)), index, how or best_selection(n, index))
+    # Selected in float32 (the radix select's keys are float32 bit patterns): exact for
+    # float16 / bfloat16 values, whose float32 images keep their order, and cast back.
+    flat = tf.cast(tf.reshape(values, (-1, n)), tf.float32)
+    tau = tf.cast(select(flat, index, how or best_selection(n, index)), values.dtype)
     return tf.reshape(tau, (-1,) + (1,) * (len(values.shape) - 1))
 
 
