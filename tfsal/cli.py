@@ -19,6 +19,7 @@ from tfsal.report import (
     report_from_trajectory,
 )
 from tfsal.runs import OutputError, check_out, shown
+from tfsal.targets import class_label
 
 DEFAULT_MODEL = "shapes-cnn"
 DEMO_SEED = 12345  # a data seed never used for training the embedded model
@@ -838,12 +839,6 @@ def _reproduce_images(args, model):
                   object_masks(model.input_size[0], names))
 
 
-def _label(model, target) -> str:
-    from tfsal.reproduce.run import label
-
-    return label(model, target)
-
-
 def _demo(args) -> int:
     from tfsal import visualize
     from tfsal.data import make_dataset
@@ -867,8 +862,8 @@ def _demo(args) -> int:
     rows, summary = [], []
     for i, image in enumerate(data.images):
         rows.append([(image * 255).round().astype(np.uint8)])
-        summary.append({"index": i, "label": _label(model, data.labels[i]),
-                        "predicted": _label(model, predicted[i]),
+        summary.append({"index": i, "label": class_label(model, data.labels[i]),
+                        "predicted": class_label(model, predicted[i]),
                         "probability": round(float(probs[i, predicted[i]]), 4)})
     for name, method in METHODS.items():
         maps = method(model, data.images, predicted)
@@ -923,7 +918,7 @@ def _demo_photos(count, out: Path) -> None:
             for title, (name, options) in PHOTO_METHODS.items()}
     titles = []
     for name, target, p in zip(names, predicted, probabilities):
-        label = _label(model, target).replace("_", " ")
+        label = class_label(model, target).replace("_", " ")
         titles.append(f"{name}\n{label} {p[target]:.0%}")
         print(f"  {name}: {label} ({p[target]:.1%})")
     path = plots.explanation_sheet(images, maps, out / "photos.png", row_titles=titles,

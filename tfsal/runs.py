@@ -43,6 +43,7 @@ from tfsal.files import (
     read_json_lines,
     save_json,
 )
+from tfsal.targets import class_label, rank_of
 
 RUN_MARKER = ".tfsal-run.json"
 RECORDS = "records.jsonl"
@@ -338,8 +339,8 @@ def method_tag(name: str, options: dict) -> str:
 def targets_for(model, images: np.ndarray, rule: str, scores=None) -> list[np.ndarray]:
     """One (N,) int32 target array per requested rank ("top1", "top2", ...) or the class index
     given as text; `scores` (N, classes), if given, spare the prediction."""
-    if rule.startswith("top") and rule[3:].isdigit():
-        k = int(rule[3:])
+    k = rank_of(rule)
+    if k is not None:
         if not 1 <= k <= model.num_classes:
             raise TfsalError(f"expected a target rule top1 … top{model.num_classes} for a model "
                              f"of {model.num_classes} classes, received {rule!r}")
@@ -445,7 +446,7 @@ def _explain_group(model, group, methods, run, summary, target_rule, overwrite, 
             for i, ((item, sha, _), target) in enumerate(zip(group, targets)):
                 p = float(probabilities[i, target])
                 entry = {"image": item.path, "method": name, "target": int(target),
-                         "label": _label(model, target), "probability": round(p, 6),
+                         "label": class_label(model, target), "probability": round(p, 6),
                          "files": [str(npys[i]), str(run.sheet_file(item))],
                          "source": item.path, "sha256": sha,
                          "status": "written" if i in computed else "existing"}
@@ -507,6 +508,3 @@ def _fail(summary, path, reason, report) -> None:
     report(f"{shown(path)}: skipped: {shown(reason)}", error=True)
 
 
-def _label(model, target) -> str:
-    names = model.class_names
-    return names[int(target)] if names and int(target) < len(names) else str(int(target))

@@ -95,6 +95,12 @@ def _ranked(rule: str, n: int, num_classes, predict, scores) -> np.ndarray:
     return np.argsort(-values, axis=1, kind="stable")[:, k - 1].astype(np.int32)
 
 
+def class_label(model, target) -> str:
+    """The model's name for a class index (the index as text when it has no names)."""
+    names = model.class_names
+    return names[int(target)] if names and int(target) < len(names) else str(int(target))
+
+
 def _integral_float(arr: np.ndarray) -> bool:
     return (np.issubdtype(arr.dtype, np.floating) and arr.size > 0
             and bool(np.all(np.isfinite(arr))) and bool(np.all(arr == np.round(arr))))

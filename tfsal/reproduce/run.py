@@ -17,6 +17,7 @@ from tfsal import visualize
 from tfsal.errors import TfsalError
 from tfsal.files import atomic_write
 from tfsal.loading import as_model
+from tfsal.targets import class_label
 
 PAPERS = ("nonlinear", "rectgrad", "signed")
 
@@ -142,7 +143,7 @@ def nonlinear_run(model, images, targets, names, *, out, linear_only=False,
 def _trajectory_entry(model, trajectory, blurred, item: int, stem: str, files) -> dict:
     """What trajectory.json records about one (image, target) item."""
     target = int(trajectory.targets[item])
-    return {"image": stem, "target": target, "label": label(model, target),
+    return {"image": stem, "target": target, "label": class_label(model, target),
             "best_step": int(trajectory.best_step[item]),
             "best_probability": float(trajectory.best_probability[item]),
             "target_probability": trajectory.target_probability[item].tolist(),
@@ -153,11 +154,6 @@ def _trajectory_entry(model, trajectory, blurred, item: int, stem: str, files) -
                                "after": float(blurred.after[item, target]),
                                "salient_fraction": float(blurred.salient_fraction[item])},
             "files": [str(f) for f in files]}
-
-
-def label(model, target) -> str:
-    names = model.class_names
-    return names[int(target)] if names and int(target) < len(names) else str(int(target))
 
 
 REJECTED = 1e-4  # the nonlinear paper's headline: classes that start below 0.01 %
@@ -251,7 +247,7 @@ def _rectgrad(models, images, out, quick) -> list[str]:
         if name in ("integrated_gradients", "deeplift"):
             options = {**options, "baseline": zero}
         comparison[title] = METHODS[name](model, x, targets, **options)
-    row_titles = [label(model, t) for t in targets]
+    row_titles = [class_label(model, t) for t in targets]
     visualize.save_png(visualize.grid(**comparison_panels(x, comparison, row_titles)),
                        out / "comparison.png")
     sweep = {q: rectgrad(model, x, targets, percentile=q, **_AUTHORS)
