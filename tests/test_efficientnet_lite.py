@@ -331,7 +331,7 @@ def test_sample_photos_are_the_bundled_ones():
     assert sample_photos(size=64, names=["coffee"])["coffee"].shape == (64, 64, 3)
     with pytest.raises(TfsalError, match="photo names"):
         sample_photos(names=["lena"])
-    with pytest.raises(TfsalError, match="positive int"):
+    with pytest.raises(TfsalError, match=r"size an int ≥ 1 \(or None\), received 0"):
         sample_photos(size=0)
 
 

@@ -100,7 +100,7 @@ def test_snapshot_strip_places_each_snapshot_and_map_in_its_cell(trajectory):
 
 @pytest.mark.parametrize("item", [-1, 4, 1.0, True])
 def test_snapshot_strip_rejects_a_bad_item(trajectory, item):
-    with pytest.raises(tfsal.TfsalError, match=r"item indices in \[0, 4\)"):
+    with pytest.raises(tfsal.TfsalError, match=r"item indices an int in \[0, 3\]"):
         paper.snapshot_strip(trajectory, item)
 
 

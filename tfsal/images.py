@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfsal.checks import integer
 from tfsal.errors import TfsalError
 
 
@@ -133,11 +134,8 @@ def load_image(path, size: tuple[int, int] | None = None,
     """
     from PIL import Image
 
-    if max_pixels is not None and (isinstance(max_pixels, bool)
-                                   or not isinstance(max_pixels, (int, np.integer))
-                                   or max_pixels < 1):
-        raise TfsalError(f"expected max_pixels as a positive integer or None, received "
-                         f"{max_pixels!r}")
+    if max_pixels is not None:
+        max_pixels = integer(max_pixels, "max_pixels", low=1, note="or None")
     if fit not in FITS:
         raise TfsalError(f"expected fit in {FITS}, received {fit!r}")
     max_pixels = None if max_pixels is None else int(max_pixels)

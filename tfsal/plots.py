@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsal import visualize
+from tfsal.checks import positive_int
 from tfsal.errors import TfsalError
 
 DPI = 100
@@ -186,8 +187,7 @@ def image_sheet(image, maps: Mapping, path, *, title: str = "", clip: float = 99
                               and shape[:2] == image.shape[:2]):
             raise TfsalError(f"expected map {name!r} (H, W, C) at the image's size "
                              f"{image.shape[:2]} or (h, w), received shape {shape}")
-    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
-        raise TfsalError(f"expected columns an int ≥ 1, received {columns!r}")
+    columns = positive_int(columns, "columns")
     n = 1 + len(maps)
     cols = min(int(columns), n)
     rows = -(-n // cols)

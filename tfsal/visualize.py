@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfsal.checks import fraction, integer, number, positive_int
 from tfsal.errors import TfsalError
 from tfsal.files import atomic_write
 
@@ -102,9 +103,8 @@ def clip_percentile(maps, low: float = 0.5, high: float = 99.5) -> np.ndarray:
         >>> clipped.shape
     """
     arr = _maps(maps, (3, 4))
-    numbers = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-                  for v in (low, high))
-    if not numbers or not 0 <= low < high <= 100:
+    low, high = number(low, "low", low=0, high=100), number(high, "high", low=0, high=100)
+    if not low < high:
         raise TfsalError(f"expected numbers 0 ≤ low < high ≤ 100, received low={low!r}, "
                          f"high={high!r}")
     flat = arr.reshape(len(arr), -1)
@@ -150,13 +150,11 @@ def upsample(maps, size, order: int = 1) -> np.ndarray:
 
     arr = _maps(maps, (3,))
     pair = (size, size) if np.isscalar(size) else tuple(np.ravel(size))
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                 and 1 <= v <= 16384 for v in pair):
-        raise TfsalError(f"expected size an int in [1, 16384] or a (height, width) pair of "
-                         f"them, received {size!r}")
-    if order not in range(6) or isinstance(order, bool):
-        raise TfsalError(f"expected order an int spline order in 0…5, received {order!r}")
-    height, width = int(pair[0]), int(pair[1])
+    if len(pair) != 2:
+        raise TfsalError(f"expected size an int or a (height, width) pair, received {size!r}")
+    height, width = (integer(v, "size", low=1, high=16384, note="or a (height, width) pair of "
+                             "them") for v in pair)
+    order = integer(order, "order", low=0, high=5, note="a spline order")
     factors = (1, height / arr.shape[1], width / arr.shape[2])
     # grid_mode aligns pixel areas (not centres), as image resizing does.
     out = zoom(arr, factors, order=order, mode="nearest", grid_mode=True)
@@ -204,9 +202,7 @@ def overlay(images, maps, *, alpha: float = 0.5, cmap: str = "heat") -> np.ndarr
     arr = _maps(maps, (3,))
     if imgs.shape[-1] != 3:
         raise TfsalError(f"expected RGB images (N, H, W, 3), received shape {imgs.shape}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) \
-            or not 0 <= alpha <= 1:
-        raise TfsalError(f"expected alpha in [0, 1], received {alpha}")
+    alpha = fraction(alpha, "alpha")
     if len(arr) != len(imgs):
         raise TfsalError(f"expected one map per image ({len(imgs)}), received {len(arr)}")
     if arr.shape[1:] != imgs.shape[1:3]:
@@ -257,11 +253,8 @@ def to_display_symmetric(maps, *, reduction: str = "sum", percentile: float = 99
         >>> rgb = to_display_symmetric(tfsal.rectgrad(model, images, percentile=99), floor=0.25)
         >>> save_png(rgb[0], "sparse.png")
     """
-    for value, name, span, ok in ((percentile, "percentile", "(0, 100]", lambda v: 0 < v <= 100),
-                                  (floor, "floor", "[0, 1)", lambda v: 0 <= v < 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-                or not ok(value):
-            raise TfsalError(f"expected {name} in {span}, received {value!r}")
+    percentile = number(percentile, "percentile", low=0, high=100, low_open=True)
+    floor = fraction(floor, "floor", high_open=True)
     reduced = reduce_channels(maps, reduction).astype(np.float64)
     out = np.zeros_like(reduced)
     for i, one in enumerate(reduced):
@@ -424,9 +417,8 @@ def _checked_grid(panels, row_titles, col_titles, pad, scale):
             raise TfsalError(f"expected uint8 (H, W, 3) panels, received "
                              f"{getattr(cell, 'dtype', type(cell).__name__)} "
                              f"{getattr(cell, 'shape', '')}")
-    for value, name, low in ((scale, "scale", 1), (pad, "pad", 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise TfsalError(f"expected {name} an int ≥ {low}, received {value!r}")
+    positive_int(scale, "scale")
+    integer(pad, "pad", low=0)
     for titles in (row_titles, col_titles):
         if titles is not None and (isinstance(titles, str) or not hasattr(titles, "__len__")
                                    or not all(isinstance(t, str) for t in titles)):

@@ -14,6 +14,7 @@ from functools import cache, lru_cache
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tfsal.checks import integer
 from tfsal.errors import TfsalError
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "cross", "ring", "crescent", "arrow")
@@ -53,10 +54,8 @@ def make_dataset(n: int, *, size: int = 64, seed: int = 0, start: int = 0) -> Sh
         >>> data = make_dataset(100, seed=0)
         >>> data.images.shape, data.labels[:3]
     """
-    for name, value, low in (("n", n, 0), ("size", size, 32), ("seed", seed, 0),
-                             ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise TfsalError(f"expected {name} an int ≥ {low}, received {value!r}")
+    n, size = integer(n, "n", low=0), integer(size, "size", low=32)
+    seed, start = integer(seed, "seed", low=0), integer(start, "start", low=0)
     images = np.empty((n, size, size, 3), np.float32)
     masks = np.empty((n, size, size), bool)
     labels = np.empty(n, np.int64)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsal.checks import flag, number
 from tfsal.errors import TfsalError
 from tfsal.methods._base import attribution_method
 from tfsal.methods.cam import grad_cam
@@ -104,7 +105,7 @@ def rectgrad(model, images, targets=None, *, percentile: float = 98, padding_tri
     """
     rule = rectified_rule(percentile=percentile, threshold=threshold,
                           padding_trick=padding_trick, prr=prr, rank=rank)
-    _check_flag(zero_threshold, "zero_threshold")
+    zero_threshold = flag(zero_threshold, "zero_threshold")
     factor = multiplied_input(model, images, multiply_by=multiply_by)
     attribution = model.input_gradients(images, targets, score=score, rule=rule) * factor
     attribution = attribution.astype(np.float32)
@@ -184,23 +185,13 @@ _LAYER_METHODS = {"vanilla": None, "guided_backprop": Guided(), "deconvnet": Dec
 def rectified_rule(*, percentile=98, threshold=None, padding_trick=True, prr=False,
                    rank="authors") -> Rectified:
     """A validated `Rectified` rule from RectGrad's hyperparameters."""
-    for value, name in ((padding_trick, "padding_trick"), (prr, "prr")):
-        _check_flag(value, name)
+    padding_trick, prr = flag(padding_trick, "padding_trick"), flag(prr, "prr")
     if not isinstance(rank, str) or rank not in RANKS:
         raise TfsalError(f"expected rank in {RANKS}, received {rank!r}")
     if threshold is not None:
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) \
-                or not np.isfinite(threshold):
-            raise TfsalError(f"expected threshold a finite number or None, received {threshold!r}")
-        return Rectified(percentile=None, threshold=float(threshold),  # rank: unused
+        threshold = number(threshold, "threshold", note="or None")
+        return Rectified(percentile=None, threshold=threshold,  # rank: unused
                          padding_trick=padding_trick, prr=prr)
-    if isinstance(percentile, bool) or not isinstance(percentile, (int, float, np.number)) \
-            or not 0 <= percentile <= 100:
-        raise TfsalError(f"expected percentile a number in [0, 100], received {percentile!r}")
-    return Rectified(percentile=float(percentile), padding_trick=padding_trick, prr=prr,
+    percentile = number(percentile, "percentile", low=0, high=100)
+    return Rectified(percentile=percentile, padding_trick=padding_trick, prr=prr,
                      rank=rank)
-
-
-def _check_flag(value, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TfsalError(f"expected {name} True or False, received {value!r}")

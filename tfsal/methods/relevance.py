@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfsal.checks import non_negative
 from tfsal.errors import TfsalError
-from tfsal.methods._base import attribution_method, non_negative
+from tfsal.methods._base import attribution_method
 from tfsal.methods.gradient import check_multiply_by, multiplied_input
 from tfsal.methods.integrated import make_baseline
 from tfsal.overrides import MAXPOOL_RULES, Epsilon, Rescale

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from tfsal import plots, visualize
+from tfsal.checks import integer
 from tfsal.errors import TfsalError
 
 PANEL_INCHES = (3.0, 2.5)  # one Figure 2 panel (width, height)
@@ -185,11 +186,9 @@ def _to_uint8(image) -> np.ndarray:
 def _check_items(trajectory, items) -> list[int]:
     m = len(trajectory.targets)
     chosen = list(items)
-    bad = [i for i in chosen if isinstance(i, bool) or not isinstance(i, (int, np.integer))
-           or not 0 <= i < m]
-    if not chosen or bad:
-        raise TfsalError(f"expected item indices in [0, {m}), received {chosen!r}")
-    return [int(i) for i in chosen]
+    if not chosen:
+        raise TfsalError(f"expected item indices in [0, {m}), received none")
+    return [integer(i, "item indices", low=0, high=m - 1) for i in chosen]
 
 
 def _check_compare(trajectory, compare) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfsal.checks import integer
 from tfsal.errors import TfsalError
 
 # name -> (package, path inside the package)
@@ -108,9 +109,8 @@ def sample_photos(size: int | None = None, names=None) -> dict[str, np.ndarray]:
 
     from tfsal.images import load_image
 
-    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer))
-                             or size < 1):
-        raise TfsalError(f"expected size a positive int or None, received {size!r}")
+    if size is not None:
+        size = integer(size, "size", low=1, note="or None")
     available = photo_paths()
     wanted = list(available) if names is None else list(names)
     unknown = [n for n in wanted if n not in PHOTOS]

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tfsal.checks import integer, number, positive_int
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.zoo.shapes_cnn import build_shapes_cnn
@@ -56,15 +57,9 @@ def train_classifier(images, labels, *, build: Callable = build_shapes_cnn, epoc
     import keras
 
     images, labels, num_classes = _check_data(images, labels, num_classes)
-    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                or value < (0 if name == "seed" else 1):
-            raise TfsalError(f"expected {name} an int ≥ {0 if name == 'seed' else 1}, "
-                             f"received {value!r}")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) \
-            or not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise TfsalError(f"expected learning_rate a finite number > 0, received "
-                         f"{learning_rate!r}")
+    epochs, batch_size = positive_int(epochs, "epochs"), positive_int(batch_size, "batch_size")
+    seed = integer(seed, "seed", low=0)
+    learning_rate = number(learning_rate, "learning_rate", low=0, low_open=True)
     val = None
     if validation is not None:
         val_images, val_labels, _ = _check_data(*validation, num_classes)
@@ -118,8 +113,6 @@ def _check_data(images, labels, num_classes):
                          f"{labels.dtype} of shape {labels.shape}")
     if num_classes is None:
         num_classes = int(labels.max()) + 1
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes <= labels.max() or num_classes < 2:
-        raise TfsalError(f"expected num_classes an int ≥ 2 above every label "
-                         f"(max {labels.max()}), received {num_classes!r}")
-    return images, labels.astype(np.int64), int(num_classes)
+    num_classes = integer(num_classes, "num_classes", low=max(2, int(labels.max()) + 1),
+                          note=f"2 or more, above every label: the largest is {labels.max()}")
+    return images, labels.astype(np.int64), num_classes
