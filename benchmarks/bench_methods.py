@@ -31,7 +31,14 @@ import numpy as np  # noqa: E402
 from _models import PREPROCESS, build, pixel_logits  # noqa: E402,F401  (build: bench_nonlinear)
 from _peers import METHODS, PEERS, Impl, load_peers, short_error  # noqa: E402
 from _timing import floor_fn as _floor_fn  # noqa: E402
-from _timing import forward_fn, interleaved, report, timed  # noqa: E402,F401  (report: others)
+from _timing import (  # noqa: E402,F401  (report: used by the other parts)
+    forward_fn,
+    interleaved,
+    layer_floor_fn,
+    noisy_floor_fn,
+    report,
+    timed,
+)
 
 import tfsal  # noqa: E402
 
@@ -91,11 +98,6 @@ def data(name: str, n: int, size: tuple[int, int]):
     return images, np.arange(n, dtype=np.int32) % 1000
 
 
-def tracing_count(model: tfsal.Model) -> int:
-    return sum(f.experimental_get_tracing_count() for f in model._compiled.values()
-               if hasattr(f, "experimental_get_tracing_count"))
-
-
 def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
     user, _ = build(name)
     flat = pixel_logits(user, PREPROCESS[name])
@@ -144,10 +146,19 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
         candidates[("floor", b)] = lambda b=b: floor(np.repeat(one, b, axis=0))
     forward = forward_fn(flat)  # bounds Grad-CAM from below
     candidates[("forward", 1)] = lambda: forward(one)
+    layer_floor = layer_floor_fn(flat, setup["layer"], t0)  # Grad-CAM without any library
+    candidates[("layer floor", 1)] = lambda: layer_floor(one)
     if path:  # SmoothGrad's noise draws alone, made as tfsal makes them
         candidates[("noise", n_path)] = lambda: [
             np.random.default_rng([0, j]).standard_normal(one.shape[1:], np.float32)
             for j in range(n_path)]
+        # the floor on SmoothGrad's and IG's batches (n_path pairs, `batch` at a time) ...
+        sizes = [min(batch, n_path - start) for start in range(0, n_path, batch)]
+        candidates[("batches", n_path)] = lambda: [floor(np.repeat(one, size, axis=0))
+                                                   for size in sizes]
+        # ... and on noisy copies, the noise drawn as tfsal draws it: SmoothGrad's bound
+        noisy_floor = noisy_floor_fn(floor, n_path, batch, NOISE)
+        candidates[("noisy floor", n_path)] = lambda: noisy_floor(one)
     last = {}  # each candidate's latest result: IG's comparison reuses it for the first image
 
     def run(key, impl):
@@ -157,6 +168,8 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
         for method, impl in impls.items():
             candidates[(library, method)] = lambda k=(library, method), i=impl: run(k, i)
     slow = frozenset([("floor", b) for b in batches if guess[b] * b > 1.0]
+                     + [("noisy floor", n_path), ("batches", n_path)]
+                     * (guess[batch] * n_path > 3.0)
                      + [key for key, seconds in first.items() if seconds > 3.0
                         and key[1] in PATH])
     once = frozenset(key for key in slow if first.get(key, 0) > ONCE_SECONDS)
@@ -167,11 +180,11 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
     best = min(per_image, key=per_image.get)
 
     # The first call with another target class (a retrace shows here), and a new batch size.
-    traces = tracing_count(model)
+    traces = model.tracing_count()
     new_target = {key: timed(lambda impl=libraries[key[0]][key[1]]: impl.call(one, t1))
                   for key in times if key[0] in libraries and key[1] not in PATH}
     tfsal.vanilla_gradient(model, images[:3], targets[:3])
-    retraces = tracing_count(model) - traces
+    retraces = model.tracing_count() - traces
 
     rows = []
     for library, impls in libraries.items():
@@ -184,6 +197,9 @@ def bench_model(name: str, repeats: int, quick: bool, peer_names) -> dict:
     known = {key: value for key, value in last.items() if libraries[key[0]][key[1]].raw is None}
     return dict(name=name, f1=f1, batch=batch, best=best, per_image=per_image, rows=rows,
                 forward=times[("forward", 1)], noise=times.get(("noise", n_path)),
+                layer_floor=times[("layer floor", 1)],
+                noisy_floor=times.get(("noisy floor", n_path)),
+                batches=times.get(("batches", n_path)),
                 failures=failures, retraces=retraces, n_path=n_path, peers=peers, path=path,
                 differences=compare(model, libraries, images, targets, n_path, name, known))
 
@@ -265,11 +281,22 @@ def tfsal_section(results: list[dict], repeats: int) -> list[str]:
                          f"{seconds / r['f1']:.3f} | floor | — | — |")
         lines.append(f"| {name} | forward pass alone (batch 1; Grad-CAM's lower bound) | "
                      f"{r['forward']:.4f} | {r['forward'] / r['f1']:.3f} | floor | — | — |")
+        lines.append(f"| {name} | Grad-CAM's floor (forward + backward to its layer, compiled, "
+                     f"no library) | {r['layer_floor']:.4f} | {r['layer_floor'] / r['f1']:.3f} "
+                     "| floor | — | — |")
         if r["noise"] is not None:
             base = n * r["per_image"][r["best"]]
             lines.append(f"| {name} | SmoothGrad's {n} noise draws alone (NumPy) | "
                          f"{r['noise']:.4f} | {r['noise'] / base:.3f} | {n}× per-image floor | "
                          "— | — |")
+            sizes = " + ".join(str(min(r["batch"], n - s)) for s in range(0, n, r["batch"]))
+            lines.append(f"| {name} | the floor on SmoothGrad's and IG's batches ({sizes}; IG's "
+                         f"bound) | {r['batches']:.4f} | {r['batches'] / base:.3f} | "
+                         f"{n}× per-image floor | — | — |")
+            lines.append(f"| {name} | SmoothGrad-{n}'s floor (the noise draws, one thread per "
+                         f"core, + the floor on the same batches of {r['batch']}) | "
+                         f"{r['noisy_floor']:.4f} | "
+                         f"{r['noisy_floor'] / base:.3f} | {n}× per-image floor | — | — |")
         rows = {row["method"]: row for row in r["rows"] if row["library"] == "tfsal"}
         for method in (m for m in TARGETS if m in rows):
             row, limit = rows[method], TARGETS[method]

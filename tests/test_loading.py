@@ -178,6 +178,33 @@ def test_load_model_is_one_function_everywhere():
     assert tfsal.loading.as_model("shapes-cnn").name == "shapes-cnn"
 
 
+def test_names_come_from_the_catalogues_in_their_order(monkeypatch):
+    """Loading knows names only through `CATALOGS`: a catalogue's facts, options and names."""
+    import sys
+    import types
+
+    found = types.SimpleNamespace(name="toy", preprocess="tf", class_names=("a", "b", "c", "d"))
+    built = []
+    fake = types.ModuleType("fake_catalogue")
+    fake.WHAT, fake.OPTIONS = "a fake model", ("weights",)
+    fake.available = lambda: ("toy", "shapes-cnn")
+    fake.find = lambda name: found if name in fake.available() else None
+    fake.keras_model = lambda facts, *, weights: built.append((facts, weights)) or toy_cnn()
+    fake.find_handle = lambda handle: None
+    monkeypatch.setitem(sys.modules, "fake_catalogue", fake)
+    monkeypatch.setattr(tfsal.loading, "CATALOGS", ("tfsal.zoo", "fake_catalogue"))
+    model = tfsal.load_model("toy", weights="given")
+    assert built == [(found, "given")]
+    assert (model.name, model.preprocess, model.class_names) == ("toy", "tf", found.class_names)
+    shapes = tfsal.load_model("shapes-cnn")  # the zoo comes first
+    assert shapes.class_names == tfsal.zoo.SHAPES_CNN.class_names and len(built) == 1
+    with pytest.raises(TfsalError, match="apply to a fake model, received download=False"):
+        tfsal.load_model("toy", download=False)
+    with pytest.raises(TfsalError, match=r"a built-in model name \[.*\], a fake model name "
+                                         r"\['toy', 'shapes-cnn'\].*received 'vgg16'"):
+        tfsal.load_model("vgg16")  # no ImageNet catalogue listed: not a name any more
+
+
 class HubLikeClassifier(tf.Module):
     """Like Google's TF-Hub ImageNet classifiers: any image size, 1001 logits."""
 

@@ -73,8 +73,9 @@ def test_new_targets_and_batch_sizes_do_not_retrace(cnn, images):
     for targets in (0, 1, [3, 2, 1, 0, 0], None):
         model.input_gradients(images, targets)  # batches of 2, 2, 1
     model.input_gradients(images[:3], 2)
-    fn = model._compiled[("input_gradients", "logit", None, None)]
-    assert fn.experimental_get_tracing_count() == 1
+    # Two compiled functions (the predicted class for targets=None, the gradients), each
+    # traced once.
+    assert model.tracing_count() == 2
 
 
 def test_scores_and_targets(cnn, images):

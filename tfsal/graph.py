@@ -15,6 +15,7 @@ The user's model is never mutated: layers are called as they are; the one layer 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -81,12 +82,23 @@ class GraphRunner:
         if len(model.outputs) != 1:
             raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
                              f"{len(model.outputs)} outputs")
-        self.model = model
+        # Weak: the adapter that owns this runner decides whether the model is kept alive
+        # (the adapters `tfsal.loading.as_model` reuses must not keep it alive).
+        self._model = weakref.ref(model)
         self._layers = self._flatten(model, "")
         self.head_path = self._output_path(model, "")
         head = self.layer(self.head_path)
         # The head without its softmax or sigmoid: `run(logits=True)` evaluates it instead.
         self._linear_head = _without_softmax(head) if _head_activation(head) else None
+
+    @property
+    def model(self) -> keras.Model:
+        """The walked model."""
+        model = self._model()
+        if model is None:
+            raise TfsalError("expected the Keras model this graph runner walks, received one "
+                             "that no longer exists (deleted)")
+        return model
 
     # ----------------------------------------------------------------------------- structure
     def _flatten(self, model, prefix: str) -> list[tuple[str, object]]:

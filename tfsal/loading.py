@@ -1,9 +1,15 @@
 """Loading classifiers as `tfsal.Model` adapters.
 
-`load_model` takes a Keras model, the name of a built-in model (`tfsal.zoo`) or of an ImageNet
-model (`tfsal.hub_models`: the `keras.applications` model with its ImageNet weights), a
-`.keras` / `.h5` file, a SavedModel directory (also TF Serving's `<model>/<version>/` layout),
-or "hub:<handle>" for a TF-Hub model (URL or local directory, through `tensorflow_hub.load`).
+`load_model` takes a Keras model, the name of a model in one of the catalogues listed in
+`CATALOGS` (built-in models, `tfsal.zoo`; ImageNet models, `tfsal.hub_models`: the
+`keras.applications` model with its ImageNet weights), a `.keras` / `.h5` file, a SavedModel
+directory (also TF Serving's `<model>/<version>/` layout), or "hub:<handle>" for a TF-Hub model
+(URL or local directory, through `tensorflow_hub.load`). Loading sits above the adapter and
+below the catalogues' code: a catalogue is imported when a name is looked up, never by loading
+itself, and knows nothing of loading (`Catalog`).
+
+`as_model`, what every method calls, reuses one adapter per Keras model object for as long as
+the model lives, so that a method called again on the same model does not trace again.
 
 Loading is contained by default (`safe_mode=True`): Keras safe mode for model files (no
 arbitrary code such as Lambda layers), and for SavedModels and hub handles a scan of
@@ -25,23 +31,27 @@ import importlib.util
 import inspect
 import json
 import re
-import socket
 import sys
-import urllib.parse
+import threading
 import warnings
+import weakref
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import tensorflow as tf
 
-from tfsal import containment, hub_models
+from tfsal import containment
 from tfsal.errors import TfsalError
 from tfsal.model import Model
 from tfsal.opgraph import OpGraph
 
 HUB_PREFIX = "hub:"
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default key; Keras' export() writes it too
-PROBE_TIMEOUT = 10.0  # seconds to wait for the weights server before calling it offline
+# The catalogues of named models, consulted in this order (the first that knows a name wins).
+# Each is a module following `Catalog`, imported only when a name is looked up.
+CATALOGS = ("tfsal.zoo", "tfsal.hub_models")
 
 # Options that apply to some kinds of source only, with their defaults; safe_mode is left out
 # because it only ever forbids something (Keras files, SavedModels and hub handles).
@@ -51,14 +61,86 @@ _SOURCE_OPTIONS = {"weights": "imagenet", "download": True, "signature": None,
 _GRAPH_OPTIONS = ("signature", "output_key", "input_tensor")
 
 
+class Catalog(Protocol):
+    """What a catalogue of named models (a module listed in `CATALOGS`) provides."""
+
+    WHAT: str  # what its models are called in messages, e.g. "a built-in model"
+    OPTIONS: tuple[str, ...]  # the options of `load_model` its models take
+
+    def available(self) -> tuple[str, ...]:
+        """The names it knows."""
+
+    def find(self, name: str):
+        """The facts about the model called `name` (`.name`, `.preprocess`, `.class_names`),
+        or None for a name it does not know."""
+
+    def keras_model(self, found, **options):
+        """A new Keras model of found facts, built with the given `OPTIONS`."""
+
+    def find_handle(self, handle: str):
+        """The facts about a TF-Hub handle (`.input_size`, `.class_names`), or None."""
+
+
+def _catalogs() -> list[Catalog]:
+    return [importlib.import_module(name) for name in CATALOGS]
+
+
 def as_model(model, **kwargs) -> Model:
-    """Return `model` if it already is a `tfsal.Model`, else load/wrap it with `load_model`."""
+    """The adapter of anything `load_model` accepts, for the functions taking `model`.
+
+    A `tfsal.Model` is returned as it is. A Keras model given without options gets the adapter
+    of that model object, made on its first use and reused while the model lives (held
+    without keeping it alive): calling a method again on it neither rebuilds nor retraces.
+    Anything else, or a Keras model with options, is loaded anew by `load_model`.
+    """
+    import keras
+
     if isinstance(model, Model):
         if kwargs:
             raise TfsalError(f"expected no loading options for an existing tfsal.Model, "
                              f"received {sorted(kwargs)}")
         return model
+    if isinstance(model, keras.Model) and not kwargs:
+        return _ADAPTERS.adapter(model)
     return load_model(model, **kwargs)
+
+
+@dataclass(frozen=True)
+class _Reused:
+    adapter: Model
+    layers: tuple  # the model's layers when the adapter was made
+
+
+class _AdapterCache:
+    """One adapter per Keras model object, for as long as the model lives.
+
+    Keyed by the model object itself, weakly (never by `id()`, whose numbers are reused once
+    an object is freed). The cached adapters hold their model weakly
+    (`Model.hold_model_weakly`): a value that referenced its key would keep the key alive
+    forever. Callers get a `strong_copy`, which keeps the model alive while they use it (a
+    model made in the call's argument list has no other owner) and shares the compiled
+    functions, which refer to no adapter. Weights are variables read at every call, so
+    assigning new ones needs no new adapter; a model whose layers changed since (a layer
+    added to a Sequential) gets one.
+    """
+
+    def __init__(self):
+        self._reused = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def adapter(self, keras_model) -> Model:
+        layers = tuple(keras_model.layers)
+        with self._lock:
+            reused = self._reused.get(keras_model)
+        if reused is None or len(reused.layers) != len(layers) \
+                or any(a is not b for a, b in zip(reused.layers, layers)):
+            reused = _Reused(load_model(keras_model).hold_model_weakly(), layers)
+            with self._lock:
+                self._reused[keras_model] = reused
+        return reused.adapter.strong_copy()
+
+
+_ADAPTERS = _AdapterCache()
 
 
 def load_model(source, *, preprocess="auto", score="logit", output="auto", batch_size=32,
@@ -153,26 +235,21 @@ def _is_default(value, default) -> bool:
 
 def _load_named(source: str, preprocess, class_names, safe_mode, given,
                 common) -> Model | None:
-    """A hub handle, built-in or ImageNet model name as a `Model`; None for anything else."""
-    from tfsal import zoo
-
+    """A hub handle, or a name one of the `CATALOGS` knows, as a `Model`; None for anything
+    else."""
     if source.startswith(HUB_PREFIX):
         _check_options("a TF-Hub handle", given, _GRAPH_OPTIONS)
         return _load_hub(source, preprocess, class_names, safe_mode, given, common)
-    if source in zoo.available():
-        _check_options("a built-in model", given)
-        info = zoo.info(source)
-        pre = info.preprocess if preprocess == "auto" else preprocess
-        return Model(zoo.load(source), preprocess=pre, class_names=class_names or info.class_names,
-                     name=source, **common)
-    spec = hub_models.find(source)
-    if spec is None:
-        return None
-    _check_options("an ImageNet model", given, ("weights", "download"))
-    keras_model = _build_imagenet(spec, given["weights"], given["download"])
-    pre = spec.preprocess if preprocess == "auto" else preprocess
-    return Model(keras_model, preprocess=pre, class_names=class_names or spec.class_names,
-                 name=spec.name, **common)
+    for catalog in _catalogs():
+        found = catalog.find(source)
+        if found is not None:
+            _check_options(catalog.WHAT, given, catalog.OPTIONS)
+            keras_model = catalog.keras_model(found, **{k: given[k] for k in catalog.OPTIONS})
+            pre = found.preprocess if preprocess == "auto" else preprocess
+            return Model(keras_model, preprocess=pre,
+                         class_names=class_names or found.class_names, name=found.name,
+                         **common)
+    return None
 
 
 def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) -> Model:
@@ -196,11 +273,10 @@ def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) ->
         _check_options("a Keras model file", given, ("custom_objects",))
         return _load_keras_file(path, preprocess, class_names, safe_mode,
                                 given["custom_objects"], common)
-    from tfsal import zoo
-
-    raise TfsalError(f"expected a built-in model name {list(zoo.available())}, an ImageNet model "
-                     f"name {list(hub_models.available())}, a .keras file, a SavedModel "
-                     f"directory or 'hub:<handle>', received {str(path)!r}")
+    names = ", ".join(f"{catalog.WHAT} name {list(catalog.available())}"
+                      for catalog in _catalogs())
+    raise TfsalError(f"expected {names}, a .keras file, a SavedModel directory or "
+                     f"'hub:<handle>', received {str(path)!r}")
 
 
 def _load_keras_file(path: Path, preprocess, class_names, safe_mode, custom_objects,
@@ -363,77 +439,6 @@ def _import_module(name: str):
                          f"{type(exc).__name__}: {exc}") from exc
 
 
-# ---------------------------------------------------------------------------- ImageNet models
-def _build_imagenet(spec, weights, download: bool):
-    """The spec's Keras model with ImageNet weights, a given weights file, or none."""
-    if not isinstance(download, bool):
-        raise TfsalError(f"expected download True or False, received {download!r}")
-    if weights is None:
-        return spec.build(weights=None)
-    if isinstance(weights, str) and weights == "imagenet":
-        path = _imagenet_weights(spec, download)
-    elif isinstance(weights, (str, Path)) and _is_file(weights):
-        path = Path(weights)
-    else:
-        raise TfsalError(f"expected weights='imagenet', None or the path of an existing weights "
-                         f"file, received {weights!r}")
-    try:
-        return spec.build(weights=path)
-    except Exception as exc:  # h5py / Keras errors for a file of another model or format
-        raise TfsalError(f"expected a weights file of {spec.keras_constructor}, received "
-                         f"{path}: {exc}") from exc
-
-
-def _is_file(path) -> bool:
-    try:
-        return Path(path).is_file()
-    except OSError:  # e.g. a name longer than the file system allows
-        return False
-
-
-def _imagenet_weights(spec, download: bool) -> Path:
-    """The cached ImageNet weights file, downloaded through Keras if missing.
-
-    Keras downloads with urllib and no timeout, which can hang on a network that drops
-    packets; so a missing file is only fetched after the server answered a short probe.
-    """
-    import keras
-
-    target = spec.weights_path()
-    if not target.is_file():
-        if not download:
-            raise _missing_weights(spec, target, "download=False")
-        problem = _connection_problem(spec.weights_url)
-        if problem:
-            raise _missing_weights(spec, target, problem)
-        target.parent.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
-    try:
-        return Path(keras.utils.get_file(
-            spec.weights_file, spec.weights_url, cache_subdir=spec.cache_subdir,
-            cache_dir=str(hub_models.keras_cache_dir()), file_hash=spec.weights_md5))
-    except Exception as exc:  # URL errors, a bad hash; Keras removes partial downloads
-        raise _missing_weights(spec, target, str(exc)) from exc
-
-
-def _missing_weights(spec, target: Path, reason: str) -> TfsalError:
-    return TfsalError(
-        f"expected the ImageNet weights of {spec.name} in the Keras cache, received no usable file "
-        f"{spec.weights_file} at {target} (the cache is $KERAS_HOME or ~/.keras, subfolder "
-        f"{spec.cache_subdir}; not downloaded: {reason}). Fetch it from {spec.weights_url} to "
-        f"that path, or pass weights=<path of the file> (weights=None: untrained)")
-
-
-def _connection_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """Why no TCP connection to the URL's host opens within `timeout` seconds (None: it does)."""
-    parts = urllib.parse.urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
-            return None
-    except OSError as exc:  # DNS failure, refused, unreachable, timed out
-        return f"no connection to {parts.hostname}:{port} (offline?): {exc}"
-
-
 # ---------------------------------------------------------------------------- SavedModels
 def _saved_model_dir(path: Path, version) -> tuple[Path, str] | None:
     """(SavedModel directory, display name) found at `path`, or None if it holds none.
@@ -490,7 +495,7 @@ def _load_hub(source: str, preprocess, class_names, safe_mode, given, common) ->
              safe_mode)
     loaded = _restore(lambda: hub.load(directory), what, where)
     graph = _loaded_graph(loaded, given, handle, safe_mode=safe_mode)
-    known = _known_hub(handle)
+    known = _known_handle(handle)
     if known is not None and (graph.input_shape is None or None in graph.input_shape[1:3]):
         # The documented size: tfsal resizes image files to it and probes the class count.
         graph.input_shape = (None, known.input_size, known.input_size, 3)
@@ -499,13 +504,12 @@ def _load_hub(source: str, preprocess, class_names, safe_mode, given, common) ->
     return Model(graph, preprocess=pre, class_names=names, name=source, **common)
 
 
-def _known_hub(handle: str):
-    """The `HubModel` of an ImageNet spec with this tfhub.dev or Kaggle handle, else None."""
-    key = handle.rstrip("/").lower()
-    for name in hub_models.available():
-        hub = hub_models.spec(name).hub
-        if hub is not None and key in (hub.handle.lower(), hub.kaggle_handle.lower()):
-            return hub
+def _known_handle(handle: str):
+    """What a catalogue knows about a TF-Hub handle (input size, class names), else None."""
+    for catalog in _catalogs():
+        found = catalog.find_handle(handle)
+        if found is not None:
+            return found
     return None
 
 

@@ -15,15 +15,18 @@ Methods never open a `GradientTape` themselves; they ask the adapter.
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 import sys
 import warnings
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from tfsal.checks import integer
 from tfsal.errors import TfsalError
 from tfsal.graph import CLASS_VECTOR, GraphRunner, is_graph_model
 from tfsal.images import as_batch
@@ -233,12 +236,10 @@ class Model:
         if output not in ("auto", "logits", "probabilities"):
             raise TfsalError(f"expected output in ('auto', 'logits', 'probabilities'), "
                              f"received {output!r}")
-        if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) \
-                or not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise TfsalError(f"expected batch_size an int in [1, {MAX_BATCH_SIZE}], received "
-                             f"{batch_size!r} (a batch holds all its images' activations and "
-                             f"gradients at once: larger ones only add memory)")
-        self.wrapped = model
+        batch_size = integer(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE,
+                             note="a batch holds all its images' activations and gradients at "
+                                  "once: larger ones only add memory")
+        self._wrapped = lambda: model  # a strong reference (see `hold_model_weakly`)
         self.preprocess = preprocess
         self._preprocess = _preprocess_fn(preprocess)
         self.score = check_score(score)
@@ -282,8 +283,10 @@ class Model:
         self._logits_from_head = activation == "softmax" or (activation == "sigmoid"
                                                              and bool(self.binary))
         self.input_size = self._static_input_size(model)
-        self._compiled: dict = {}
-        self._concrete: dict = {}
+        # key -> concrete function. Only the concrete functions are kept: they hold their
+        # graph and the model's variables but not the traced Python function (which refers to
+        # an adapter), so they may outlive any adapter sharing them (`strong_copy`).
+        self._compiled: dict[tuple, object] = {}
         # A callable of unknown input size is probed at its first call instead.
         self._unprobed = False
         if self._logits_from_head:
@@ -304,7 +307,7 @@ class Model:
         rows ≥ 0 summing to 1, or, for callables, one column of values in [0, 1] (also on a
         black and a white image)."""
         h, w = size
-        fn = self._fn("outputs", None)
+        fn = self._fn(self._build_outputs)
         units = fn.structured_outputs.shape[-1]
         one_unit = self.graph is None and units in (1, None)
         if not (several_classes or one_unit):
@@ -325,6 +328,42 @@ class Model:
                     f"expected output='logits' or 'probabilities' for {self.name}: its single "
                     f"output unit gives values in [0, 1] (sigmoid probabilities?) and tfsal "
                     f"found no sigmoid to remove; received output='auto'")
+
+    @property
+    def wrapped(self):
+        """The classifier behind the adapter: a Keras model, a loaded graph or a callable."""
+        model = self._wrapped()
+        if model is None:
+            raise TfsalError(f"expected the model behind the adapter {self.name!r}, received "
+                             f"one that no longer exists: the adapters reused for a Keras "
+                             f"model given to a method do not keep it alive (tfsal.Model(...) "
+                             f"does)")
+        return model
+
+    def hold_model_weakly(self) -> Model:
+        """From now on, reference the wrapped model weakly: this adapter no longer keeps it
+        alive, its `strong_copy`s do. For the adapters `tfsal.loading.as_model` keeps per
+        Keras model object (one that kept its model alive would keep its entry forever).
+
+        Returns:
+            this adapter.
+        """
+        self._wrapped = weakref.ref(self.wrapped)
+        return self
+
+    def strong_copy(self) -> Model:
+        """A shallow copy of this adapter that holds the model strongly and shares the
+        compiled functions: what is traced through either is traced once for both."""
+        model = self.wrapped
+        held = copy.copy(self)
+        held._wrapped = lambda: model
+        return held
+
+    def tracing_count(self) -> int:
+        """How many functions were traced for this adapter (and the copies sharing its
+        compiled functions): each once, at its first use, to a concrete function that cannot
+        retrace. For tests and benchmarks."""
+        return len(self._compiled)
 
     # ------------------------------------------------------------------ description
     def __repr__(self) -> str:
@@ -349,7 +388,7 @@ class Model:
             units = int(self._output_shape[-1])
         else:
             h, w = self.input_size or (32, 32)
-            units = int(self._batched(self._fn("outputs", None),
+            units = int(self._batched(self._fn(self._build_outputs),
                                       np.zeros((1, h, w, 3), np.float32)).shape[-1])
             if self.binary is None:  # known now
                 self.binary = units == 1
@@ -532,34 +571,30 @@ class Model:
         images = tf.TensorSpec([None, h, w, 3], tf.float32)
         return [images, tf.TensorSpec([None], tf.int32)] + ([images] if reference else [])
 
-    def _fn(self, kind: str, score: str, layer=None, rule=None):
-        """The compiled function for (kind, score, layer, rule), traced once per adapter.
+    def _fn(self, build: Callable, *args):
+        """The concrete function of the builder method `build` for `args`, built and traced
+        once per adapter.
 
-        Without autograph: nothing here branches on tensors, and errors raised while tracing
-        (a TfsalError from a rule that reaches no layer) reach the caller unwrapped.
+        The builders make `tf.function`s without autograph: nothing here branches on tensors,
+        and errors raised while tracing (a TfsalError from a rule that reaches no layer) reach
+        the caller unwrapped.
 
         Calls go to the concrete function of the fixed input signature: it skips the
         per-call signature matching of `tf.function` (about 1 ms on 2 CPU cores, as much as a
         small model's whole backward pass) and makes a retrace impossible. Every backward rule
         gets its own function, so no trace ever mixes a rule with plain gradients.
         """
-        key = (kind, score, layer, rule)
-        if key not in self._concrete:
-            function = getattr(self, f"_build_{kind}")(score, layer, rule)
-            self._concrete[key] = _trace(function)
-            self._compiled[key] = function  # kept for introspection (tracing counts)
-        return self._concrete[key]
+        return self.compiled((build.__func__, *args), lambda: build(*args))
 
     def compiled(self, key: tuple, build: Callable):
         """The concrete function of `build()` (a tf.function with an input signature), built
-        and traced once per adapter and `key`. For methods that compile their own loops around
-        `traced_gradients` (e.g. the nonlinear saliency loop)."""
-        key = ("custom",) + tuple(key)
-        if key not in self._concrete:
-            function = build()
-            self._concrete[key] = _trace(function)
-            self._compiled[key] = function
-        return self._concrete[key]
+        and traced once per adapter and `key`. Also for methods that compile their own loops
+        around `traced_gradients` (e.g. the nonlinear saliency loop)."""
+        key = tuple(key)
+        concrete = self._compiled.get(key)
+        if concrete is None:
+            concrete = self._compiled[key] = _trace(build())
+        return concrete
 
     def traced_gradients(self, images, targets, *, score: str | None = None):
         """Inside a trace: (gradient of each target score w.r.t. the images, all-class scores).
@@ -579,13 +614,18 @@ class Model:
         out, _ = self._forward(images)
         return self._scores(out, self._score(score))
 
-    def _build_outputs(self, score, _layer, _rule):
+    def _build_outputs(self):
+        """What the model returns (logits recovered from a softmax head), all classes."""
         def outputs(images):
-            out, _ = self._forward(images)
-            return out if score is None else self._scores(out, score)
+            return self._forward(images)[0]
         return tf.function(outputs, input_signature=self._signature()[:1], autograph=False)
 
-    def _build_input_gradients(self, score, _layer, rule):
+    def _build_scores(self, score):
+        def scores(images):
+            return self._scores(self._forward(images)[0], score)
+        return tf.function(scores, input_signature=self._signature()[:1], autograph=False)
+
+    def _build_input_gradients(self, score, rule):
         # Two fixed signatures, no defaults: a default argument makes every call of the
         # concrete function re-bind its inputs (about 2 ms).
         def input_gradients(images, targets):
@@ -608,7 +648,7 @@ class Model:
             return tuple(features), tuple(grads), selected
         return tf.function(layer_gradients, input_signature=self._signature(), autograph=False)
 
-    def _build_layer_inputs(self, _score, layer, _rule):
+    def _build_layer_inputs(self, layer):
         def layer_inputs(images):
             _, captured = self._forward(images, capture_inputs=(layer,))
             return captured[layer + ":input"]
@@ -649,12 +689,13 @@ class Model:
     def predict(self, images, *, score: str | None = None) -> np.ndarray:
         """All-class scores (N, classes) of the chosen kind (default: the adapter's score)."""
         score = self._score(score)
-        return self._batched(self._fn("outputs", score), as_batch(images))
+        return self._batched(self._fn(self._build_scores, score), as_batch(images))
 
     def predicted_classes(self, images) -> np.ndarray:
         """Arg-max class of every image, (N,) int32 (binary heads: 1 where z > 0)."""
         score = "logit" if self.output_kind == "logits" else "probability"
-        return np.argmax(self._batched(self._fn("outputs", score), as_batch(images)),
+        return np.argmax(self._batched(self._fn(self._build_scores, score),
+                                       as_batch(images)),
                          axis=-1).astype(np.int32)
 
     def resolve_targets(self, images, targets) -> np.ndarray:
@@ -665,7 +706,8 @@ class Model:
         score = "logit" if self.output_kind == "logits" else "probability"
         return resolve_targets(targets, len(images), self.num_classes,
                                predict=lambda: self.predicted_classes(images),
-                               scores=lambda: self._batched(self._fn("outputs", score), images))
+                               scores=lambda: self._batched(
+                                   self._fn(self._build_scores, score), images))
 
     def target_scores(self, images, targets=None, *, score: str | None = None) -> np.ndarray:
         """The score of each image's target class, (N,) float32."""
@@ -694,8 +736,8 @@ class Model:
                                  f"{type(rule).__name__}, received "
                                  f"{None if reference is None else np.shape(reference)}")
             extra = (np.asarray(reference, np.float32),)
-        grads, scores = self._batched(self._fn("input_gradients", score, rule=rule), images,
-                                      targets, *extra)
+        grads, scores = self._batched(self._fn(self._build_input_gradients, score, rule),
+                                      images, targets, *extra)
         return (grads, scores) if return_scores else grads
 
     def layer_gradients(self, images, targets=None, *, layer=None, score: str | None = None,
@@ -730,11 +772,119 @@ class Model:
                              f"received {layers!r}") from None
         paths = tuple(dict.fromkeys(self.resolve_layer(layer) for layer in layers))
         score = self._score(score)
-        flat = self._batched(self._fn("layer_gradients", score, paths, rule), images, targets)
+        flat = self._batched(self._fn(self._build_layer_gradients, score, paths, rule),
+                             images, targets)
         k = len(paths)
         return {path: (flat[i], flat[k + i]) for i, path in enumerate(paths)}
 
     def layer_inputs(self, images, *, layer) -> np.ndarray:
         """The tensor arriving at `layer` (its first input)."""
         path = self.resolve_layer(layer)
-        return self._batched(self._fn("layer_inputs", None, path), as_batch(images))
+        return self._batched(self._fn(self._build_layer_inputs, path), as_batch(images))
+
+    # ---- surgery: copies of the Keras model, changed; the user's model is never touched
+    def clone(self, *, name: str | None = None) -> Model:
+        """A copy of this adapter over a copy of the Keras model with its own weights (same
+        values), preprocessing, score, output kind, batch size and class names.
+
+        Raises:
+            TfsalError: for a model that is not a functional or sequential Keras model, or one
+                `keras.models.clone_model` cannot copy.
+        """
+        from tfsal.surgery import clone_keras_model
+
+        self._require_runner("copying the model")
+        return self._rewrapped(clone_keras_model(self.wrapped), name or self.name)
+
+    def input_space_shift(self, shift, *, probe) -> np.ndarray:
+        """δ (3,) with pre(x + shift) = pre(x) + δ: what a constant pixel shift per channel
+        becomes after the preprocessing ("tf": 2·shift, "caffe": 255·shift in BGR order).
+
+        Args:
+            shift: 3 numbers, the pixel-space shift of each RGB channel.
+            probe: images (N, H, W, 3) on which δ is measured, with a mid-grey image.
+
+        Raises:
+            TfsalError: for a preprocessing that changes the image shape or does not map a
+                constant pixel shift to a constant input shift (not affine per channel).
+        """
+        shift = np.asarray(shift, np.float32).reshape(-1)
+        if shift.shape != (3,) or not np.all(np.isfinite(shift)):
+            raise TfsalError(f"expected shift as 3 finite numbers, received {shift.tolist()}")
+        probe = as_batch(probe)
+        x = np.concatenate([probe, np.full_like(probe, 0.5)])
+        moved = self._preprocess(tf.constant(x + shift))
+        delta = np.asarray(moved, np.float64) - np.asarray(self._preprocess(tf.constant(x)),
+                                                           np.float64)
+        if delta.shape != x.shape:
+            raise TfsalError(f"expected a preprocessing that keeps the image shape {x.shape}, "
+                             f"received {delta.shape}")
+        per_channel = delta.reshape(-1, 3)
+        mean = per_channel.mean(axis=0)
+        if not np.allclose(per_channel, mean, atol=1e-4 * max(1.0, np.abs(mean).max())):
+            raise TfsalError("expected a preprocessing that maps a constant pixel shift to a "
+                             "constant input shift (affine per channel), received one whose "
+                             f"shift varies by {np.ptp(per_channel, axis=0).max():.3g} across "
+                             "pixels")
+        return mean
+
+    def shift_compensated(self, input_shift, *, border_correction: bool = True) -> Model:
+        """A copy whose first layer absorbs a constant shift of the model's input, such that
+        copy(x + s) = self(x) for pixel shifts s with pre(x + s) = pre(x) + input_shift
+        (`input_space_shift`); `tfsal.surgery` has the formulas.
+
+        Args:
+            input_shift: (3,) shift per channel in the model's input space.
+            border_correction: also correct the borders of a SAME-padded first Conv2D, where
+                taps fall on the unshifted zero padding (exact); False: the plain bias
+                compensation, approximate at the borders.
+
+        Raises:
+            TfsalError: for a bad shift, an unsupported first layer (anything but Conv2D,
+                Dense, or Flatten → Dense with a bias) or a model that cannot be copied.
+        """
+        from tfsal.surgery import shift_compensated_copy
+
+        self._require_runner("the input-shift experiment")
+        delta = np.asarray(input_shift, np.float64).reshape(-1)
+        if delta.shape != (3,) or not np.all(np.isfinite(delta)):
+            raise TfsalError(f"expected input_shift as 3 finite numbers, received "
+                             f"{np.asarray(input_shift).tolist()}")
+        copy = shift_compensated_copy(self.wrapped, delta, border_correction=border_correction)
+        return self._rewrapped(copy, f"{self.name}_shifted")
+
+    def randomized_layers(self, *, seed: int = 0):
+        """Cascading re-initialisation (Adebayo et al. 2018) of a copy: an iterator of
+        (layer path, copy) after each layer with weights is redrawn in turn, from the output
+        towards the input, cumulatively. Kernels are drawn from N(0, std of the original
+        values), 1-D weights (biases) set to 0, all from one generator seeded by `seed`.
+
+        The copy is one adapter, changed in place between steps (compiled once): use each
+        step's maps before advancing.
+
+        Raises:
+            TfsalError: for a model that is not a functional or sequential Keras model, or has
+                no weights (raised here, before any step).
+        """
+        from tfsal.surgery import reinitialize, weighted_layers
+
+        runner = self._require_runner("re-initialising layers (the randomisation check)")
+        copy = self.clone()
+        layers = weighted_layers(copy.runner)[::-1]
+        if not layers:
+            raise TfsalError(f"expected a model with weights to randomise, received "
+                             f"{runner.model.name} without any")
+        rng = np.random.default_rng(seed)
+
+        def cascade():
+            for path in layers:
+                reinitialize(copy.runner.layer(path), rng)
+                yield path, copy
+
+        return cascade()
+
+    def _rewrapped(self, keras_model, name: str) -> Model:
+        """An adapter over `keras_model` (a changed copy of this one's) with these settings."""
+        output = "auto" if self.output_kind == "logits" else self.output_kind
+        return Model(keras_model, preprocess=self.preprocess, score=self.score, output=output,
+                     batch_size=self.batch_size, class_names=self.class_names, name=name)

