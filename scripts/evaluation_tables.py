@@ -24,7 +24,8 @@ import numpy as np
 
 import tfsal
 from tfsal.data import CLASS_NAMES, make_dataset
-from tfsal.metrics import input_shift_invariance, random_patch_experiment, roar_kar
+from tfsal.experiments import TrainingRecipe, random_patch_experiment, roar_kar
+from tfsal.metrics import input_shift_invariance
 from tfsal.zoo import build_shapes_cnn, build_shapes_resnet, train_classifier
 from tfsal.zoo.training import accuracy
 
@@ -68,8 +69,9 @@ def roar_table(args) -> str:
                  f"{accuracy(keras_model, test.images, test.labels):.3f})")
     else:
         model, about = args.roar_model, f"`{args.roar_model}`"
-    result = roar_kar(RANKED, train=train, test=test, epochs=args.epochs, build=build,
-                      repeats=args.repeats, batch_size=args.batch_size, model=model,
+    recipe = TrainingRecipe(epochs=args.epochs, build=build, batch_size=args.batch_size)
+    result = roar_kar(RANKED, train=train, test=test, trainer=recipe,
+                      repeats=args.repeats, model=model,
                       method_kwargs={k: v for k, v in SETTINGS.items() if k in RANKED},
                       seed=0, checkpoint=args.checkpoint, progress=True)
     seconds = time.time() - t0
@@ -106,8 +108,11 @@ def patch_table(args) -> str:
     kwargs["rectgrad_prr"] = {"prr": True}
     t0 = time.time()
     result = random_patch_experiment(methods, n_train=args.patch_n_train,
-                                     n_eval=args.patch_n_eval, epochs=args.patch_epochs,
-                                     size=args.size, batch_size=args.batch_size,
+                                     n_eval=args.patch_n_eval,
+                                     trainer=TrainingRecipe(epochs=args.patch_epochs,
+                                                            batch_size=args.batch_size,
+                                                            progress=True),
+                                     size=args.size,
                                      method_kwargs=kwargs, control=True, seed=0,
                                      progress=True)
     seconds = time.time() - t0

@@ -8,7 +8,7 @@ from conftest import SIZE, assert_same_snapshot, nested_cnn, snapshot, toy_cnn
 
 import tfsal
 from tfsal import TfsalError
-from tfsal.metrics import input_shift_invariance, shift_compensated_model
+from tfsal.metrics import input_shift_invariance
 
 SHIFT = np.array([0.1, -0.05, 0.2])
 
@@ -80,7 +80,7 @@ def test_input_space_shift_follows_the_preprocessing(small_images):
 
 def test_plain_bias_compensation_is_exact_without_padding_and_not_with_it(small_images):
     valid = tfsal.Model(valid_cnn(), preprocess="tf")
-    shifted = shift_compensated_model(valid, 2 * SHIFT, border_correction=False)
+    shifted = valid.shift_compensated(2 * SHIFT, border_correction=False)
     np.testing.assert_allclose(_logits(shifted, small_images + SHIFT.astype(np.float32)),
                                _logits(valid, small_images), atol=1e-5)
     same = tfsal.Model(toy_cnn(softmax=False), preprocess="tf")
@@ -150,7 +150,7 @@ def test_bad_arguments_raise(images):
     with pytest.raises(TfsalError, match="expected border"):
         input_shift_invariance(model, images, "vanilla", 0.1, border=SIZE)
     with pytest.raises(TfsalError, match="expected input_shift as 3"):
-        shift_compensated_model(model, [1.0, 2.0])
+        model.shift_compensated([1.0, 2.0])
 
 
 def test_unsupported_first_layers_raise(images):

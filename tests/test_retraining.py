@@ -9,16 +9,14 @@ import pytest
 
 import tfsal
 from tfsal import TfsalError
+from tfsal.experiments import TrainingRecipe, paste, random_patch_experiment, roar_kar
 from tfsal.metrics import (
     kar_aoc,
     occlude,
-    paste,
     patch_scores,
-    random_patch_experiment,
     rank_pixels,
     reference_threshold,
     roar_auc,
-    roar_kar,
 )
 from tfsal.zoo import train_classifier
 from tfsal.zoo.training import accuracy
@@ -129,7 +127,7 @@ def test_ranking_breaks_ties_by_seed_and_occlusion_counts_pixels():
 def test_roar_kar_rejects_bad_arguments_before_training():
     images, labels, _ = coloured_squares(8, seed=0)
     data = (images, labels)
-    common = dict(train=data, test=data, epochs=1, build=tiny_build)
+    common = dict(train=data, test=data, trainer=TrainingRecipe(epochs=1, build=tiny_build))
     for fractions in ((0.5, 0.3), (0.0, 0.5), (0.5, 1.0), (), "half"):
         with pytest.raises(TfsalError, match="fractions"):
             roar_kar(["vanilla"], fractions=fractions, **common)
@@ -140,7 +138,11 @@ def test_roar_kar_rejects_bad_arguments_before_training():
     with pytest.raises(TfsalError, match="repeats"):
         roar_kar(["vanilla"], repeats=0, **common)
     with pytest.raises(TfsalError, match="train as a ShapesDataset"):
-        roar_kar(["vanilla"], train=images, test=data, epochs=1)
+        roar_kar(["vanilla"], train=images, test=data)
+    with pytest.raises(TfsalError, match="expected epochs an int"):
+        TrainingRecipe(epochs=0)
+    with pytest.raises(TfsalError, match="expected trainer"):
+        roar_kar(["vanilla"], train=data, test=data, trainer="shapes-cnn")
 
 
 def test_an_oracle_ranking_drops_roar_accuracy_more_than_random(tmp_path):
@@ -149,8 +151,8 @@ def test_an_oracle_ranking_drops_roar_accuracy_more_than_random(tmp_path):
     oracle = (train_masks.astype(float), test_masks.astype(float))  # object pixels first
     checkpoint = tmp_path / "roar.json"
     kwargs = dict(train=(train_images, train_labels), test=(test_images, test_labels),
-                  fractions=(0.1, 0.9), repeats=1, epochs=8, learning_rate=2e-2,
-                  build=tiny_build, seed=0, checkpoint=checkpoint)
+                  fractions=(0.1, 0.9), repeats=1, seed=0, checkpoint=checkpoint,
+                  trainer=TrainingRecipe(epochs=8, learning_rate=2e-2, build=tiny_build))
     result = roar_kar({"oracle": oracle}, **kwargs)
     assert result.methods == ("oracle", "random") and result.mirrored_random
     assert result.roar.shape == result.kar.shape == (2, 2, 1)
@@ -174,7 +176,8 @@ def test_an_oracle_ranking_drops_roar_accuracy_more_than_random(tmp_path):
     assert again.kar[0, 1, 0] == 0.123
     np.testing.assert_array_equal(again.roar, result.roar)
     with pytest.raises(TfsalError, match="checkpoint written with these settings"):
-        roar_kar({"oracle": oracle}, **{**kwargs, "epochs": 7})
+        roar_kar({"oracle": oracle}, **{**kwargs, "trainer": TrainingRecipe(
+            epochs=7, learning_rate=2e-2, build=tiny_build)})
 
 
 # ------------------------------------------------------------------------------ random patch
@@ -212,8 +215,8 @@ def test_random_patch_experiment_gives_a_patch_only_map_the_full_mass():
         return maps
 
     result = random_patch_experiment({"patch_only": patch_only, "vanilla": "vanilla"},
-                                     n_train=16, n_eval=4, epochs=1, size=32, seed=0,
-                                     control=True)
+                                     n_train=16, n_eval=4, trainer=TrainingRecipe(epochs=1),
+                                     size=32, seed=0, control=True)
     assert result.methods == ("patch_only", "vanilla") and result.region == 8
     np.testing.assert_allclose(result.patch_fraction[0], 1.0)
     np.testing.assert_allclose(result.raw_patch_fraction[0], 1.0)
@@ -234,13 +237,124 @@ def test_random_patch_experiment_gives_a_patch_only_map_the_full_mass():
 
 def test_random_patch_rejects_bad_arguments():
     with pytest.raises(TfsalError, match="patch_size below"):
-        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, epochs=1, size=32,
+        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, size=32,
                                 patch_size=32)
     with pytest.raises(TfsalError, match="region ≤ patch_size"):
-        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, epochs=1, size=32,
+        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, size=32,
                                 region=12)
     with pytest.raises(TfsalError, match="method names"):
-        random_patch_experiment(["nope"], n_train=4, n_eval=2, epochs=1, size=32)
+        random_patch_experiment(["nope"], n_train=4, n_eval=2, size=32)
     with pytest.raises(TfsalError, match="final_threshold"):
-        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, epochs=1, size=32,
+        random_patch_experiment(["vanilla"], n_train=4, n_eval=2, size=32,
                                 final_threshold=-1)
+
+
+# ------------------------------------------------------------------------------ injected trainer
+def colour_difference_model() -> tfsal.Model:
+    """Untrained and exact on `coloured_squares`: logit 0 = max over pixels of R − G, logit 1 =
+    max of G − R (grey pixels have R = G, so only the square, or a fill, counts)."""
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(2, 1, use_bias=False, name="difference")(inp)
+    out = keras.layers.GlobalMaxPooling2D(name="gmp")(x)
+    model = keras.Model(inp, out)
+    model.get_layer("difference").kernel.assign(
+        np.array([[[[1.0, -1.0], [-1.0, 1.0], [0.0, 0.0]]]], np.float32))
+    return tfsal.Model(model)
+
+
+def test_roar_kar_retrains_with_the_injected_trainer_and_scores_by_hand(tmp_path):
+    train_images, train_labels, train_masks = coloured_squares(40, seed=0)  # 24 red, 16 green
+    test_images, test_labels, test_masks = coloured_squares(32, seed=1)
+    fixed = colour_difference_model()
+    calls = []
+
+    def trainer(images, labels, *, seed, num_classes):
+        calls.append((images, labels, seed, num_classes))
+        return fixed
+
+    oracle = (train_masks.astype(float), test_masks.astype(float))
+    kwargs = dict(train=(train_images, train_labels), test=(test_images, test_labels),
+                  trainer=trainer, fractions=(0.1, 0.9), repeats=2, seed=5,
+                  checkpoint=tmp_path / "roar.json")
+    result = roar_kar({"oracle": oracle}, **kwargs)
+    # Both fractions remove all 9 square pixels (10 % of 256 = 26); what is left is grey
+    # (R − G = 0) and the fill, the training images' mean colour, whose R − G is positive
+    # (more red squares): every image is called red, the majority class. Keeping the square
+    # keeps every answer right.
+    chance = float(np.mean(test_labels == 0))
+    np.testing.assert_array_equal(result.clean_accuracy, [1.0, 1.0])
+    np.testing.assert_array_equal(result.roar[0], chance)
+    np.testing.assert_array_equal(result.kar[0], 1.0)
+    assert result.chance_accuracy == chance and result.model_accuracy == 1.0
+    # Trapezoids over 0, .1, .9, 1: ROAR (1, c, c, c), KAR (c, 1, 1, 1).
+    assert result.roar_auc[0] == pytest.approx(0.05 * (1 + chance) + 0.8 * chance + 0.1 * chance)
+    assert result.kar_aoc[0] == pytest.approx(1 - (0.05 * (chance + 1) + 0.8 + 0.1))
+    # 2 clean runs; per repeat the oracle's 2 modes × 2 fractions and random ROAR's 2
+    # fractions (random KAR mirrors them); seeds seed + repeat; labels always the training's.
+    assert len(calls) == 2 + 2 * 6
+    assert sorted({seed for *_, seed, _ in calls}) == [5, 6]
+    assert all(n == 2 and labels is calls[0][1] for _, labels, _, n in calls)
+    np.testing.assert_array_equal(calls[0][0], train_images)
+    # Removed pixels (all channels) become the clean training images' mean colour.
+    fill = train_images.reshape(-1, 3).mean(axis=0)
+    changed = [np.any(images != train_images, axis=-1) for images, *_ in calls]
+    assert sum(c.any() for c in changed) == 2 * 6
+    for (images, *_), where in zip(calls, changed):
+        np.testing.assert_allclose(images[where], np.broadcast_to(fill, images[where].shape))
+    assert result.settings["trainer"] == trainer.__qualname__
+    # A rerun reads every recorded accuracy; only the map model is trained again.
+    calls.clear()
+    again = roar_kar({"oracle": oracle}, **kwargs)
+    assert [seed for *_, seed, _ in calls] == [5]
+    np.testing.assert_array_equal(again.roar, result.roar)
+
+
+def test_a_trainer_must_return_an_adapter():
+    images, labels, _ = coloured_squares(8, seed=0)
+    with pytest.raises(TfsalError, match="trainer to return a tfsal.Model"):
+        roar_kar(["vanilla"], train=(images, labels), test=(images, labels), repeats=1,
+                 trainer=lambda images, labels, *, seed, num_classes: "a model")
+
+
+def test_the_self_thresholding_policy_is_the_one_the_experiment_passes():
+    from tfsal.experiments._common import SELF_THRESHOLDING, resolve_methods
+
+    plain = resolve_methods(["rectgrad", "vanilla"])
+    assert [m.self_thresholded for m in plain] == [False, False] and plain[0].kwargs == {}
+    policy = resolve_methods({"r": "rectgrad", "v": "vanilla"}, {"r": {"percentile": 90}},
+                             self_thresholding=SELF_THRESHOLDING)
+    assert [m.self_thresholded for m in policy] == [True, False]
+    assert policy[0].kwargs == {"zero_threshold": True, "percentile": 90}
+    assert resolve_methods([tfsal.rectgrad], self_thresholding=SELF_THRESHOLDING)[0].kwargs == {}
+    assert resolve_methods(["vanilla"], self_thresholding={"vanilla": {}})[0].self_thresholded
+
+
+def test_random_patch_skips_the_final_threshold_only_for_self_thresholding_methods():
+    from conftest import toy_cnn
+
+    from tfsal.data import make_dataset
+
+    fixed = tfsal.Model(toy_cnn(size=32, softmax=False), preprocess="tf")
+    result = random_patch_experiment(["vanilla", "rectgrad"], n_train=4, n_eval=3, size=32,
+                                     trainer=lambda images, labels, *, seed, num_classes: fixed)
+    assert result.model is fixed
+    patched = paste(make_dataset(3, size=32, seed=2).images, result.patch)
+    vanilla = tfsal.vanilla_gradient(fixed, patched)
+    rect = tfsal.rectgrad(fixed, patched, zero_threshold=True)
+    np.testing.assert_allclose(result.patch_sum[0],
+                               patch_scores(vanilla, region=8, final_threshold=95)[0])
+    np.testing.assert_allclose(result.patch_sum[1], patch_scores(rect, region=8)[0])
+    np.testing.assert_allclose(result.raw_patch_fraction[1], patch_scores(rect, region=8)[1])
+    # The two policies give different scores here, so the assertions above can tell them apart.
+    assert not np.allclose(patch_scores(rect, region=8, final_threshold=95)[0],
+                           patch_scores(rect, region=8)[0])
+    assert not np.allclose(patch_scores(vanilla, region=8, final_threshold=95)[0],
+                           patch_scores(vanilla, region=8)[0])
+
+
+def test_the_experiments_moved_out_of_metrics():
+    import tfsal.metrics
+
+    with pytest.raises(AttributeError, match="tfsal.experiments"):
+        tfsal.metrics.roar_kar  # noqa: B018
+    assert tfsal.experiments.roar_kar is roar_kar

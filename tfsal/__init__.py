@@ -19,8 +19,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module defining it.
 _EXPORTS = {
-    **dict.fromkeys(("AttackResult", "ClassSensitivity", "bim", "class_sensitivity", "fgsm"),
-                    "tfsal.attacks"),
+    **dict.fromkeys(("AttackResult", "bim", "fgsm"), "tfsal.attacks"),
     "load_model": "tfsal.loading",
     **dict.fromkeys(("METHODS", "cam", "completeness_delta", "deconvnet", "deeplift",
                      "epsilon_lrp", "grad_cam", "gradient_x_input", "guided_backprop",
@@ -28,8 +27,10 @@ _EXPORTS = {
                      "make_baseline", "rectgrad", "resolve_method", "smoothgrad",
                      "vanilla_gradient", "vargrad"), "tfsal.methods"),
     "Model": "tfsal.model",
-    **dict.fromkeys(("SelectiveBlur", "Trajectory", "blur_below_level", "mask_below_level",
-                     "nonlinear_saliency", "selective_blur"), "tfsal.nonlinear"),
+    **dict.fromkeys(("ClassSensitivity", "SelectiveBlur", "class_sensitivity", "selective_blur"),
+                    "tfsal.metrics"),
+    **dict.fromkeys(("Trajectory", "blur_below_level", "mask_below_level",
+                     "nonlinear_saliency"), "tfsal.nonlinear"),
     **dict.fromkeys(("SignedMaps", "signed_maps"), "tfsal.signed"),
 }
 

@@ -1,25 +1,23 @@
-"""Adversarial attacks (lecture notes) and the class-sensitivity check (RectGrad paper §5.2).
+"""Adversarial attacks (lecture notes).
 
 FGSM (Goodfellow et al. 2015): x' = clip(x + ε · sign(∇_x L), 0, 1), L the cross-entropy of the
 target class (untargeted: away from it; targeted: towards it, x − ε · sign(∇_x L)).
 BIM (Kurakin et al. 2017): `n_iter` FGSM steps of size `step_size`, each projected onto the
 ε-ball around x (L∞) and onto [0, 1]. All in pixel space, through the model's preprocessing.
 
-`class_sensitivity` asks whether a method's map follows the class: the maps of the original
-prediction and of the adversarial prediction should differ (rank correlation, top-k overlap).
+`tfsal.metrics.class_sensitivity` uses them to ask whether a method's map follows the class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from tfsal.checks import flag, non_negative, positive_int
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.loading import as_model
-from tfsal.methods._base import non_negative, positive_int
 
 
 @dataclass(frozen=True)
@@ -91,8 +89,7 @@ def bim(model, images, targets=None, *, epsilon: float = 8 / 255, step_size: flo
     epsilon = non_negative(epsilon, "epsilon")
     step_size = non_negative(step_size, "step_size")
     n_iter = positive_int(n_iter, "n_iter")
-    if not isinstance(targeted, (bool, np.bool_)):
-        raise TfsalError(f"expected targeted True or False, received {targeted!r}")
+    targeted = flag(targeted, "targeted")
     direction = 1.0 if targeted else -1.0  # up (targeted) or down the target's log-probability
     x = original.copy()
     for _ in range(n_iter):
@@ -102,54 +99,3 @@ def bim(model, images, targets=None, *, epsilon: float = 8 / 255, step_size: flo
     x = x.astype(np.float32)
     return AttackResult(x, targets, model.predicted_classes(original), model.predicted_classes(x),
                         bool(targeted))
-
-
-@dataclass(frozen=True)
-class ClassSensitivity:
-    """How much a method's maps move when an attack changes the prediction.
-
-    Attributes:
-        rank_correlation: (N,) Spearman correlation of the maps for the original and the
-            adversarial prediction (1 = the map ignores the class).
-        top_overlap: (N,) shared fraction of the two maps' top-k pixels.
-        attack: the `AttackResult` used.
-    """
-
-    rank_correlation: np.ndarray
-    top_overlap: np.ndarray
-    attack: AttackResult
-
-
-def class_sensitivity(model, images, method: Callable, attack: Callable = fgsm, *,
-                      top_fraction: float = 0.1, **attack_options) -> ClassSensitivity:
-    """Compare a method's map of the original prediction with that of the adversarial one.
-
-    Args:
-        model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
-        images: float32 (N, H, W, 3) in [0, 1].
-        method: a tfsal method `method(model, images, targets)` returning (N, H, W, 3) maps.
-        attack: `tfsal.fgsm` or `tfsal.bim` (untargeted), called with `attack_options`.
-        top_fraction: fraction of pixels in the top-k overlap.
-
-    Returns:
-        a `ClassSensitivity` (maps are reduced to one value per pixel by abs-max).
-
-    Example:
-        >>> s = tfsal.class_sensitivity(model, images, tfsal.rectgrad, tfsal.bim)
-        >>> s.rank_correlation.mean(), s.top_overlap.mean()
-    """
-    from scipy.stats import spearmanr
-
-    model = as_model(model)
-    images = check_images(images)
-    if not 0 < top_fraction <= 1:
-        raise TfsalError(f"expected top_fraction in (0, 1], received {top_fraction!r}")
-    result = attack(model, images, **attack_options)
-    original = np.abs(method(model, images, result.before)).max(axis=-1)
-    adversarial = np.abs(method(model, result.images, result.after)).max(axis=-1)
-    a, b = original.reshape(len(images), -1), adversarial.reshape(len(images), -1)
-    rho = np.array([spearmanr(x, y).statistic for x, y in zip(a, b)])
-    k = max(1, int(round(top_fraction * a.shape[1])))
-    top_a, top_b = np.argsort(-a, axis=1)[:, :k], np.argsort(-b, axis=1)[:, :k]
-    overlap = np.array([len(np.intersect1d(x, y)) / k for x, y in zip(top_a, top_b)])
-    return ClassSensitivity(rho, overlap, result)

@@ -10,10 +10,12 @@ Metrics:
 - total_variation: total variation of each map scaled to max |value| 1 (scale-free);
 - signed: the signed-maps paper's black/white-deletion table (methods are not used).
 
-Experiments that retrain the embedded architecture on generated data (minutes, not seconds):
-- patch: `random_patch_experiment`, share of each map's mass in the training patch's corner;
-- roar: `roar_kar`, accuracy after removing / keeping each method's top pixels (Table 1);
 - shift: `input_shift_invariance`, how far each method's maps move for a shifted-input model.
+
+Experiments that retrain the embedded architecture on generated data (`tfsal.experiments`;
+minutes, not seconds):
+- patch: `random_patch_experiment`, share of each map's mass in the training patch's corner;
+- roar: `roar_kar`, accuracy after removing / keeping each method's top pixels (Table 1).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from tfsal.files import atomic_write, save_json
 from tfsal.loading import as_model
 from tfsal.methods import METHODS, resolve_method
 from tfsal.metrics import (
+    Curve,
     allegiance_curve,
     deletion_curve,
     insertion_curve,
@@ -187,10 +190,11 @@ def evaluate_patch(methods, *, n_train: int, n_eval: int, epochs: int, out,
                    seed: int = 0) -> Evaluation:
     """`random_patch_experiment`: train on patched generated data, score every method's maps
     in the patch's corner; results.csv/json and a box plot of the corner's share of the mass."""
-    from tfsal.metrics import random_patch_experiment
+    from tfsal.experiments import TrainingRecipe, random_patch_experiment
 
     result = random_patch_experiment(list(methods), n_train=n_train, n_eval=n_eval,
-                                     epochs=epochs, seed=seed, progress=True)
+                                     trainer=TrainingRecipe(epochs=epochs, progress=True),
+                                     seed=seed, progress=True)
     values = dict(zip(result.methods, result.patch_fraction))
     rows = [(name, i, float(v)) for name, vals in values.items() for i, v in enumerate(vals)]
     summary = {name: _statistics(v) for name, v in values.items()}
@@ -207,13 +211,14 @@ def evaluate_roar(model, methods, *, n_train: int, n_test: int, epochs: int, rep
     """`roar_kar` on generated data (train stream 1, test stream 2) with `model`'s maps;
     results.csv/json (ROAR AUC, KAR AOC per method) and the two accuracy curves."""
     from tfsal.data import make_dataset
-    from tfsal.metrics import Curve, roar_kar
+    from tfsal.experiments import TrainingRecipe, roar_kar
 
     model = as_model(model)
     size = model.input_size[0] if model.input_size else 64
     result = roar_kar(list(methods), train=make_dataset(n_train, size=size, seed=1),
-                      test=make_dataset(n_test, size=size, seed=2), epochs=epochs,
-                      repeats=repeats, seed=seed, model=model, progress=True)
+                      test=make_dataset(n_test, size=size, seed=2),
+                      trainer=TrainingRecipe(epochs=epochs), repeats=repeats, seed=seed,
+                      model=model, progress=True)
     rows = [(name, mode, float(f), r, float(acc))
             for mode, table in (("roar", result.roar), ("kar", result.kar))
             for name, per_fraction in zip(result.methods, table)

@@ -97,7 +97,8 @@ def insertion_curve(model, images, maps, targets=None, *, fill="black",
 
 # ------------------------------------------------------------------------------ mechanics
 def deletion_mask(maps: np.ndarray, fraction: float) -> np.ndarray:
-    """(N, H, W) pixels deleted at `fraction` (min–max normalised maps; map > cut, map ≠ 0)."""
+    """(N, H, W) pixels deleted at `fraction`: normalised map > cut, and map ≠ 0 (the map as
+    given: after min–max normalisation a signed map's zeros are no longer 0)."""
     return _Ranked(maps).mask(fraction)
 
 
@@ -107,12 +108,13 @@ class _Ranked:
     def __init__(self, maps: np.ndarray):
         self.shape = maps.shape
         self.flat = _normalise(maps).reshape(len(maps), -1)
+        self.salient = maps.reshape(len(maps), -1) != 0
         self.ordered = -np.sort(-self.flat, axis=1)
 
     def mask(self, fraction: float) -> np.ndarray:
         rank = min(int(np.round(fraction * self.flat.shape[1])), self.flat.shape[1] - 1)
         cut = self.ordered[:, rank:rank + 1]
-        return ((self.flat > cut) & (self.flat != 0)).reshape(self.shape)
+        return ((self.flat > cut) & self.salient).reshape(self.shape)
 
 
 def _over_fractions(images, maps, fill, fractions, measure, chunk: int = 256) -> np.ndarray:

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.loading import as_model
-from tfsal.model import Model
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ def randomization_check(model, images, method: Callable, targets=None, *,
     """Cascading randomisation: re-initialise the layers top-down and compare the maps.
 
     Every weight of a re-initialised layer is redrawn from a normal distribution with the
-    original weight's standard deviation (biases: zeros), on a copy of the model — the user's
-    model is never touched.
+    original weight's standard deviation (biases: zeros), on a copy of the model
+    (`tfsal.Model.randomized_layers`) — the user's model is never touched.
 
     Args:
         model: a `tfsal.Model` (or loadable) wrapping a functional or sequential Keras model.
@@ -54,43 +52,22 @@ def randomization_check(model, images, method: Callable, targets=None, *,
         >>> check = tfsal.metrics.randomization_check(model, images, tfsal.vanilla_gradient)
         >>> check.rank_correlation.mean(axis=1)  # should fall as layers are randomised
     """
-    import keras
     from scipy.stats import spearmanr
 
     model = as_model(model)
     images = check_images(images)
-    runner = model._require_runner("the randomisation check")
+    cascade = model.randomized_layers(seed=seed)  # a copy: refuses unreachable layers first
     targets = model.resolve_targets(images, targets)
-    copy = keras.models.clone_model(model.wrapped)
-    copy.set_weights(model.wrapped.get_weights())
-    adapter = Model(copy, preprocess=model.preprocess, score=model.score,
-                    batch_size=model.batch_size)
-    layers = [p for p in reversed(adapter.runner.paths)
-              if adapter.runner.layer(p).weights and not _is_model(adapter.runner.layer(p))]
-    if not layers:
-        raise TfsalError(f"expected a model with weights to randomise, received "
-                         f"{runner.model.name} without any")
 
     def magnitudes(m):
         maps = np.abs(np.asarray(method(m, images, targets), np.float64))
         return (maps.max(axis=-1) if maps.ndim == 4 else maps).reshape(len(images), -1)
 
-    original = magnitudes(adapter)
-    rng = np.random.default_rng(seed)
-    rows = []
-    for path in layers:
-        for weight in adapter.runner.layer(path).weights:
-            value = np.asarray(weight)
-            std = value.std() if value.ndim > 1 else 0.0
-            weight.assign(rng.normal(0.0, std, value.shape).astype(value.dtype)
-                          if value.ndim > 1 else np.zeros_like(value))
-        now = magnitudes(adapter)
+    original = magnitudes(model)
+    layers, rows = [], []
+    for path, randomized in cascade:
+        now = magnitudes(randomized)
+        layers.append(path)
         rows.append([spearmanr(a, b).statistic if np.ptp(b) > 0 else 0.0
                      for a, b in zip(original, now)])
     return RandomizationCheck(tuple(layers), np.asarray(rows, np.float64))
-
-
-def _is_model(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.Model)

@@ -111,7 +111,8 @@ class NonlinearRun:
 def nonlinear_run(model, images, targets, names, *, out, linear_only=False,
                   **options) -> NonlinearRun:
     """The nonlinear loop (and the linear one) on (N, K) targets, Figures 1-4 written to `out`."""
-    from tfsal.nonlinear import nonlinear_saliency, selective_blur
+    from tfsal.metrics import selective_blur
+    from tfsal.nonlinear import nonlinear_saliency
     from tfsal.reproduce import nonlinear_saliency as paper
 
     trajectory = nonlinear_saliency(model, images, targets, linear=linear_only, **options)
