@@ -48,6 +48,47 @@ def forward_fn(user, size: tuple[int, int] | None = None):
     return lambda images: forward(tf.constant(images)).numpy()
 
 
+def layer_floor_fn(user, layer: str, target: int = 0):
+    """Grad-CAM's work with nothing of any library in it: the compiled forward pass and the
+    gradient of class `target`'s output with respect to `layer`'s output (the backward pass
+    stops there). Returns (activations, gradients) as NumPy."""
+    import keras
+
+    h, w = tuple(user.input_shape[1:3])
+    both = keras.Model(user.inputs, [user.get_layer(layer).output, user.output])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    def layer_floor(x):
+        with tf.GradientTape() as tape:
+            features, out = both(x)
+            total = tf.reduce_sum(out[:, target])
+        return features, tape.gradient(total, features)
+
+    return lambda images: [t.numpy() for t in layer_floor(tf.constant(images))]
+
+
+def noisy_floor_fn(floor, n: int, batch: int, noise_level: float, seed: int = 0):
+    """SmoothGrad's floor for one image: the n noise draws tfsal makes (NumPy, one generator
+    per sample, drawn by one thread per core into one table, as tfsal draws them) and the
+    floor on the same batches of noisy copies (batch, …, the rest), nothing else: no sums,
+    no conversions, no checks."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def noisy_floor(image):
+        sigma = noise_level * (image.max() - image.min())
+        noise = np.empty((n,) + image.shape[1:], np.float32)
+
+        def draw(j):
+            np.random.default_rng([seed, j]).standard_normal(dtype=np.float32, out=noise[j])
+
+        with ThreadPoolExecutor(min(n, os.cpu_count() or 1)) as pool:
+            list(pool.map(draw, range(n)))
+        noisy = image + sigma * noise
+        return [floor(noisy[start:start + batch]) for start in range(0, n, batch)]
+
+    return noisy_floor
+
+
 def timed(fn, iterations: int = 1) -> float:
     """Seconds per call, averaged over `iterations` back-to-back calls."""
     start = time.perf_counter()

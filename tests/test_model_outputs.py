@@ -385,7 +385,6 @@ def test_out_of_memory_halves_the_batch_with_identical_results(monkeypatch, cnn)
     model = tfsal.Model(cnn, batch_size=8)
     expected = {
         "vanilla": tfsal.vanilla_gradient(model, images, targets),
-        "ig": tfsal.integrated_gradients(model, images, targets, steps=3),
         "grad_cam": tfsal.grad_cam(model, images, targets),
         "predict": model.predict(images)}
     sizes = _tight(monkeypatch, model, 3)
@@ -393,18 +392,15 @@ def test_out_of_memory_halves_the_batch_with_identical_results(monkeypatch, cnn)
         warnings.simplefilter("always")
         got = {
             "vanilla": tfsal.vanilla_gradient(model, images, targets),
-            "ig": tfsal.integrated_gradients(model, images, targets, steps=3),
-            "grad_cam": tfsal.grad_cam(model, images, targets),
+                "grad_cam": tfsal.grad_cam(model, images, targets),
             "predict": model.predict(images)}
     for name, value in expected.items():
         np.testing.assert_array_equal(got[name], value, err_msg=name)
     messages = [str(w.message) for w in caught]
     assert all(w.category is RuntimeWarning and w.filename == __file__ for w in caught)
-    # vanilla: 7 -> 3, 3, 1; IG: its 21 path points in chunks of 8, each 8 -> 4 -> 2, then 5
+    # vanilla: 7 -> 3, 3, 1 (IG's compiled chunks: tests/test_device_loops.py)
     assert messages[0] == "tfsal: out of memory with a batch of 7; retrying with 3"
     assert sizes[:3] == [3, 3, 1]
-    assert "tfsal: out of memory with a batch of 8; retrying with 4" in messages
-    assert "tfsal: out of memory with a batch of 4; retrying with 2" in messages
     assert max(sizes) == 3
     _tight(monkeypatch, model, 0)
     with warnings.catch_warnings():

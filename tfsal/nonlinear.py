@@ -17,6 +17,9 @@ Freezing s at the original image gives the paper's *linear* counterpart (`linear
 gradient (e.g. SmoothGrad or RectGrad).
 
 The default loop runs as one compiled TensorFlow loop per batch of (image, target) items.
+The level's pixels are selected by rank with NumPy's introselect on a CPU (the fastest there)
+and by TensorFlow's `top_k` where `tfsal.devices.device_loops()` says so (a GPU): no host
+round trip per step. Both selections are exact, so the trajectories are the same.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from tfsal import devices
+from tfsal.checks import flag, fraction, number, positive_int
 from tfsal.errors import TfsalError
 from tfsal.images import check_images, float_array
 from tfsal.loading import as_model
-from tfsal.methods._base import positive_int
 from tfsal.model import Chunker
 from tfsal.progress import progress_bar
 from tfsal.selection import select
@@ -84,7 +88,7 @@ def mask_below_level(images, sensitivity_norm, level: float, *, background: floa
     """
     images, norm = _check_pair(images, sensitivity_norm)
     level = _check_level(level)
-    background = _check_background(background)
+    background = fraction(background, "background")
     below = _below_level(tf.constant(norm), level)
     return tf.where(below, tf.constant(background, tf.float32), images).numpy()
 
@@ -127,29 +131,65 @@ def blur(images, filters):
     return tf.einsum("kl,nilc->nikc", columns, vertical)
 
 
-def _below_level(norm, level):
-    """(N, H, W, 1) booleans marking each image's round(level · H · W) lowest-norm pixels.
+def _below_level(norm, level, how: str = "numpy"):
+    """(N, H, W, 1) booleans marking each image's round(level · H · W) lowest-norm pixels
+    (`_below_count`)."""
+    shape = tf.shape(norm)
+    return _below_count(norm, _count_of_level(level, shape[1] * shape[2]), how)
+
+
+def _count_of_level(level, n):
+    """round(level · n) pixels, in float64 (half to even, as `_counts_of_levels`)."""
+    return tf.cast(tf.round(tf.cast(level, tf.float64) * tf.cast(n, tf.float64)), tf.int32)
+
+
+def _counts_of_levels(levels, n: int) -> np.ndarray:
+    """`_count_of_level` of float32 levels on the host: int32 counts a compiled loop takes as
+    input, so its rank arithmetic stays in host memory (on a GPU, a count computed from a
+    level on the device would be copied back to the host at every step for `top_k`)."""
+    fractions = np.asarray(levels, np.float32).astype(np.float64)
+    return np.round(fractions * float(n)).astype(np.int32)
+
+
+def _below_count(norm, count, how: str = "numpy"):
+    """(N, H, W, 1) booleans marking each image's `count` lowest-norm pixels.
 
     Selection by rank (ties broken by position) blurs exactly the level's fraction of pixels,
     also when many norms tie (a saturated softmax has an all-zero gradient). The count-th
-    smallest value comes from NumPy's introselect (`np.partition`), 3-7 times cheaper on the
-    CPU than TensorFlow's partial sort (`top_k`) at the middle levels.
+    smallest value comes from `selection.select` by `how`: "numpy" (NumPy's introselect,
+    3-7 times cheaper on the CPU than TensorFlow's partial sort at the middle levels, but a
+    host round trip) or "top_k" (on the device; `level_selection`).
+
+    Pixels are counted in int64: TensorFlow's GPU kernels for int32 sums and comparisons
+    work in host memory, which would copy (N, H · W) counts to the host at every step.
     """
     shape = tf.shape(norm)
     flat = tf.reshape(tf.cast(norm, tf.float32), (shape[0], -1))
-    n = tf.shape(flat)[1]
-    count = tf.cast(tf.round(tf.cast(level, tf.float64) * tf.cast(n, tf.float64)), tf.int32)
-    threshold = select(flat, tf.maximum(count, 1) - 1, "numpy")[:, None]
+    threshold = select(flat, tf.maximum(count, 1) - 1, how)[:, None]
     less = flat < threshold
     tied = tf.equal(flat, threshold)
-    wanted_ties = count - tf.reduce_sum(tf.cast(less, tf.int32), axis=1, keepdims=True)
-    below = less | (tied & (tf.cumsum(tf.cast(tied, tf.int32), axis=1) <= wanted_ties))
+    wanted_ties = tf.cast(count, tf.int64) - tf.reduce_sum(tf.cast(less, tf.int64), axis=1,
+                                                           keepdims=True)
+    below = less | (tied & (tf.cumsum(tf.cast(tied, tf.int64), axis=1) <= wanted_ties))
     return tf.reshape(below & (count > 0), shape)[..., None]
 
 
-def advance(images, sensitivity, level, filters, step_size, background):
-    """One step of the loop (TF): (next image, next masked map, pixels kept (N, H, W))."""
-    below = _below_level(tf.norm(sensitivity, axis=-1), level)
+def level_selection() -> str:
+    """How the loops select a level's pixels: "top_k" on the device (a GPU), else "numpy"."""
+    return "top_k" if devices.device_loops() else "numpy"
+
+
+def advance(images, sensitivity, level, filters, step_size, background, how: str = "numpy"):
+    """One step of the loop (TF): (next image, next masked map, pixels kept (N, H, W)); `how`
+    selects the level's pixels (`_below_level`)."""
+    shape = tf.shape(sensitivity)
+    return _advance(images, sensitivity, _count_of_level(level, shape[1] * shape[2]), filters,
+                    step_size, background, how)
+
+
+def _advance(images, sensitivity, count, filters, step_size, background, how):
+    """`advance` blurring the `count` pixels of lowest sensitivity norm."""
+    below = _below_count(tf.norm(sensitivity, axis=-1), count, how)
     push = step_size * sensitivity
     next_image = tf.clip_by_value(tf.where(below, blur(images, filters), images) + push, 0, 1)
     next_map = tf.clip_by_value(tf.where(below, background, images) + push, 0, 1)
@@ -251,11 +291,10 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
     items, item_targets = _items(model, images, targets)
     levels = _check_levels(levels)
     steps = positive_int(steps_per_level, "steps_per_level", maximum=10_000)
-    step_size = _finite(step_size, "step_size")
+    step_size = number(step_size, "step_size")
     filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
-    background = _check_background(background)
-    if not isinstance(linear, (bool, np.bool_)):
-        raise TfsalError(f"expected linear True or False, received {linear!r}")
+    background = fraction(background, "background")
+    linear = flag(linear, "linear")
     config = (levels, steps, step_size, filters, background)
     chunks = range(0, len(items), model.batch_size)
     chunker = Chunker(model.batch_size)  # halves a chunk that runs out of memory
@@ -288,25 +327,27 @@ def _compiled_loop(model, images, targets, config, linear):
     def build():
         spec = tf.TensorSpec
         signature = [spec([None, h, w, 3], tf.float32), spec([None], tf.int32),
-                     spec([len(levels)], tf.float32), spec([], tf.int32), spec([], tf.float32),
+                     spec([len(levels)], tf.int32), spec([], tf.int32), spec([], tf.float32),
                      (spec([h, h], tf.float32), spec([w, w], tf.float32)),
                      spec([], tf.float32)]
 
         def run(*args):
-            return _loop(model, linear, *args)
+            return _loop(model, linear, how, *args)
 
         return tf.function(run, input_signature=signature, autograph=False)
 
-    fn = model.compiled(("nonlinear", linear, len(levels), h, w), build)
-    out = fn(tf.constant(images), tf.constant(targets), tf.constant(levels, tf.float32),
-             tf.constant(steps), tf.constant(step_size, tf.float32),
-             tuple(tf.constant(f) for f in filters),
+    how = level_selection()
+    fn = model.compiled(("nonlinear", linear, len(levels), h, w, how), build)
+    counts = _counts_of_levels(levels, h * w)
+    out = fn(tf.constant(images), tf.constant(targets), tf.constant(counts), tf.constant(steps),
+             tf.constant(step_size, tf.float32), tuple(tf.constant(f) for f in filters),
              tf.constant(background, tf.float32))
     return [np.asarray(o) for o in out]
 
 
-def _loop(model, linear, images, targets, levels, steps, step_size, filters, background):
-    """The whole trajectory as TensorFlow ops: levels unrolled, steps in a while_loop."""
+def _loop(model, linear, how, images, targets, counts, steps, step_size, filters, background):
+    """The whole trajectory as TensorFlow ops: levels unrolled (`counts`: pixels blurred at
+    each, `_counts_of_levels`), steps in a while_loop."""
     if linear:
         frozen, _ = model.traced_gradients(images, targets, score="probability")
 
@@ -320,14 +361,14 @@ def _loop(model, linear, images, targets, levels, steps, step_size, filters, bac
     image, image_map = images, images
     kept = tf.ones(tf.shape(images)[:3], tf.bool)
     probabilities, fractions, snap_images, snap_maps, snap_kept = [], [], [], [], []
-    for index in range(levels.shape[0]):
-        level = levels[index]
+    for index in range(counts.shape[0]):
+        count = counts[index]
 
-        def body(i, step, image, image_map, kept, best, probs, fracs, level=level):
+        def body(i, step, image, image_map, kept, best, probs, fracs, count=count):
             sensitivity, p = measure(image)
             best = _update_best(best, p, targets, step, image, image_map)
-            image, image_map, kept = advance(image, sensitivity, level, filters, step_size,
-                                             background)
+            image, image_map, kept = _advance(image, sensitivity, count, filters, step_size,
+                                              background, how)
             return (i + 1, step + 1, image, image_map, kept, best, probs.write(i, p),
                     fracs.write(i, _blurred_fraction(kept)))
 
@@ -359,13 +400,18 @@ def _python_loop(model, images, targets, config, linear, method):
 
     def build():
         spec = tf.TensorSpec
-        return tf.function(advance, autograph=False, input_signature=[
+
+        def step(*args):
+            return advance(*args, how)
+
+        return tf.function(step, autograph=False, input_signature=[
             spec([None, h, w, 3], tf.float32), spec([None, h, w, 3], tf.float32),
             spec([], tf.float32), (spec([h, h], tf.float32), spec([w, w], tf.float32)),
             spec([], tf.float32),
             spec([], tf.float32)])
 
-    step_fn = model.compiled(("advance", h, w), build)
+    how = level_selection()
+    step_fn = model.compiled(("advance", h, w, how), build)
     frozen = _sensitivity(method, model, images, targets) if linear else None
     best = _no_best(tf.constant(images))
     image, image_map = images, images
@@ -435,12 +481,11 @@ def _items(model, images, targets):
 
 def _check_levels(levels) -> tuple:
     try:
-        values = tuple(float(v) for v in levels)
-    except (TypeError, ValueError):
+        values = tuple(fraction(v, "levels") for v in levels)
+    except (TypeError, TfsalError):
         raise TfsalError(f"expected levels a sequence of fractions in [0, 1], received "
                          f"{levels!r}") from None
-    if not values or any(not 0 <= v <= 1 for v in values) or any(
-            b < a for a, b in zip(values, values[1:])):
+    if not values or any(b < a for a, b in zip(values, values[1:])):
         raise TfsalError(f"expected levels a non-empty, non-decreasing sequence of fractions in "
                          f"[0, 1], received {levels!r}")
     return values
@@ -450,23 +495,10 @@ def _check_level(level) -> float:
     return _check_levels([level])[0]
 
 
-def _check_background(background) -> float:
-    value = _finite(background, "background")
-    if not 0 <= value <= 1:
-        raise TfsalError(f"expected background a colour value in [0, 1], received {background!r}")
-    return value
-
-
-def _finite(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not np.isfinite(value):
-        raise TfsalError(f"expected {name} a finite number, received {value!r}")
-    return float(value)
-
-
 def _sigma(blur_sigma, shape) -> float:
     side = min(shape[1:3])
-    sigma = side * BLUR_SIGMA_FRACTION if blur_sigma is None else _finite(blur_sigma, "blur_sigma")
+    sigma = side * BLUR_SIGMA_FRACTION if blur_sigma is None else number(blur_sigma, "blur_sigma")
+
     if sigma <= 0 or sigma >= side or int(4.0 * sigma + 0.5) >= side:
         raise TfsalError(f"expected blur_sigma > 0 with a filter radius (4 sigma) below the image "
                          f"side {side}, received {blur_sigma!r}")
@@ -482,77 +514,3 @@ def _check_pair(images, sensitivity_norm):
     if not np.isfinite(norm).all():
         raise TfsalError("expected a finite sensitivity_norm, received NaN or inf values")
     return images, norm
-
-
-
-
-
-# ------------------------------------------------------------------------ selective blurring
-@dataclass(frozen=True)
-class SelectiveBlur:
-    """Class probabilities before and after blurring only the salient pixels.
-
-    Attributes:
-        targets: (N,) the class each map explains.
-        before, after: (N, classes) softmax outputs of the original and the blurred images.
-        blurred: (N, H, W, 3) the images with their salient pixels blurred.
-        salient_fraction: (N,) fraction of pixels blurred.
-    """
-
-    targets: np.ndarray
-    before: np.ndarray
-    after: np.ndarray
-    blurred: np.ndarray
-    salient_fraction: np.ndarray
-
-    @property
-    def target_change(self) -> np.ndarray:
-        """(N,) after − before for each map's target class."""
-        rows = np.arange(len(self.targets))
-        return self.after[rows, self.targets] - self.before[rows, self.targets]
-
-
-def selective_blur(model, images, maps, targets=None, *, level: float = 0.95,
-                   blur_sigma: float | None = None) -> SelectiveBlur:
-    """Blur only the pixels a map selects as salient and measure every class's probability.
-
-    The paper's Figure 4 blurs the pixels the nonlinear loop kept at its 95 % level: pass
-    `Trajectory.kept[:, -1]` (a boolean mask). A float map instead selects the 1 − `level`
-    fraction of pixels with the highest norm over RGB.
-
-    Args:
-        model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
-        images: float32 (N, H, W, 3) in [0, 1].
-        maps: a boolean (N, H, W) mask of the salient pixels, or (N, H, W, 3) / (N, H, W)
-            saliency maps whose per-pixel norm selects them.
-        targets: the classes the maps explain (None: predicted class), reported back.
-        level: for float maps, the fraction of pixels that are *not* salient.
-        blur_sigma: Gaussian filter width in pixels (default: image side / 32).
-
-    Returns:
-        a `SelectiveBlur`.
-
-    Example:
-        >>> t = tfsal.nonlinear_saliency(model, images)
-        >>> tfsal.selective_blur(model, images, t.kept[:, -1], t.targets).target_change
-    """
-    model = as_model(model)
-    images = check_images(images)
-    targets = model.resolve_targets(images, targets)
-    filters = blur_filters(images.shape, _sigma(blur_sigma, images.shape))
-    if isinstance(maps, np.ndarray) and maps.dtype == bool:  # e.g. Trajectory.kept
-        salient = maps
-        if salient.shape != images.shape[:3]:
-            raise TfsalError(f"expected a boolean mask of shape {images.shape[:3]}, received "
-                             f"{salient.shape}")
-        salient = tf.constant(salient[..., None])
-    else:
-        maps = float_array(maps, "maps")
-        norm = np.linalg.norm(maps, axis=-1) if maps.ndim == 4 else np.abs(maps)
-        images, norm = _check_pair(images, norm)
-        salient = tf.logical_not(_below_level(tf.constant(norm), _check_level(level)))
-    x = tf.constant(images)
-    blurred = tf.where(salient, blur(x, filters), x).numpy()
-    return SelectiveBlur(targets, model.predict(images, score="probability"),
-                         model.predict(blurred, score="probability"), blurred,
-                         salient.numpy().mean(axis=(1, 2, 3)))

@@ -2,8 +2,13 @@
 
 Shared by RectGrad's layer-wise percentile thresholds (`percentile_rank` turns q into a rank
 by the authors' or NumPy's rule, `best_selection` picks a partial sort or the radix select)
-and the nonlinear saliency loop's level selection (NumPy's introselect:
-its rank changes inside the compiled loop, and it is 3-7 times cheaper than `top_k` there).
+and the nonlinear saliency loop's level selection, whose rank is a tensor: NumPy's
+introselect on a CPU (3-7 times cheaper than `top_k` there, but a host round trip per step),
+`top_k` on a GPU.
+
+Every algorithm is exact, so they are interchangeable. With op determinism enabled
+(`tf.config.experimental.enable_op_determinism()`) the radix select, whose bincounts have no
+deterministic GPU kernel, is replaced by `top_k` in functions traced from then on.
 """
 
 from __future__ import annotations
@@ -11,22 +16,38 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfsal.devices import deterministic
 from tfsal.errors import TfsalError
+
+HOW = ("top_k", "numpy", "radix")
 
 
 def select(flat, index, how: str):
     """(N,) the value at ascending rank `index` (0-based) of each row of `flat` (N, n).
 
     how: "top_k" (a partial sort from the nearer end), "numpy" (NumPy's introselect on the
-    host; `index` may be a scalar tensor) or "radix" (`_radix_select`, two counting passes).
+    host) or "radix" (`_radix_select`, two counting passes; `top_k` under op determinism).
+    `index` is an int or a scalar int32 tensor (a rank computed inside a compiled loop).
     """
+    if how not in HOW:
+        raise TfsalError(f"expected how in {HOW}, received {how!r}")
     if how == "numpy":
         tau = tf.numpy_function(_introselect, [flat, index], flat.dtype, stateful=False)
         return tf.reshape(tau, (-1,))
-    n = int(flat.shape[1])
-    if how == "radix":
+    if how == "radix" and not deterministic():
         return _radix_select(flat, index)
-    if index >= n // 2:
+    if isinstance(index, (int, np.integer)):  # the nearer end, chosen while tracing
+        n = int(flat.shape[1])
+        return _top_k_select(flat, int(index), n, from_top=index >= n // 2)
+    n = tf.shape(flat)[1]
+    return tf.cond(index >= n // 2, lambda: _top_k_select(flat, index, n, from_top=True),
+                   lambda: _top_k_select(flat, index, n, from_top=False))
+
+
+def _top_k_select(flat, index, n, *, from_top: bool):
+    """Rank `index` of n by a partial sort keeping the values from the top (n − index of
+    them) or from the bottom (index + 1)."""
+    if from_top:
         return tf.math.top_k(flat, k=n - index, sorted=True).values[:, -1]
     return -tf.math.top_k(-flat, k=index + 1, sorted=True).values[:, -1]
 
@@ -70,10 +91,11 @@ def best_selection(n: int, index: int) -> str:
     1.35-1.46 times a plain gradient, against 2-3 times with the radix select's fixed
     65 536-bin passes). Otherwise the radix select, fused with the rule's elementwise work by
     XLA (`make bench`, ResNet50: RectGrad 1.30 times a gradient; NumPy's introselect, faster
-    alone, made it 1.99 times there: 49 host round trips and no fusion).
+    alone, made it 1.99 times there: 49 host round trips and no fusion). Always the partial
+    sort under op determinism (module docstring).
     """
     kept = min(index + 1, n - index)
-    if (n < _TOP_K_MAX and kept * 16 <= n) or n < 1 << 10:
+    if (n < _TOP_K_MAX and kept * 16 <= n) or n < 1 << 10 or deterministic():
         return "top_k"
     return "radix"
 

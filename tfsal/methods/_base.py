@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.loading import as_model
 from tfsal.model import Chunker, Model
@@ -33,34 +32,6 @@ def attribution_method(compute: Callable) -> Callable:
     return public
 
 
-def positive_int(value, name: str, maximum: int = 100_000) -> int:
-    """An int in [1, maximum]; the bound turns an accidental 10**12 into an error, not a
-    MemoryError minutes later."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or not 1 <= value <= maximum:
-        raise TfsalError(f"expected {name} an int in [1, {maximum}], received {value!r}")
-    return int(value)
-
-
-def non_negative(value, name: str, maximum: float = np.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not np.isfinite(value) or not 0 <= value <= maximum:
-        bound = "" if maximum == np.inf else f" and ≤ {maximum:g}"
-        raise TfsalError(f"expected {name} a finite number ≥ 0{bound}, received {value!r}")
-    return float(value)
-
-
-def base_seed(seed) -> int:
-    """One integer from `seed` (int, np.random.Generator or None = fresh entropy)."""
-    if isinstance(seed, np.random.Generator):
-        return int(seed.integers(2**63))
-    if seed is None:
-        return int(np.random.SeedSequence().entropy % 2**63)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TfsalError(f"expected seed an int ≥ 0, a numpy Generator or None, received {seed!r}")
-    return int(seed)
-
-
 def sum_over_points(
     model: Model,
     n_images: int,
@@ -78,6 +49,10 @@ def sum_over_points(
     `model.batch_size`, so batches stay full whatever N is, and memory does not grow with the
     number of points. A chunk whose `attribute` call runs out of memory is computed in halves
     (`tfsal.model.Chunker`, with a warning) and summed as one chunk: the result is unchanged.
+
+    This is the host loop (NumPy points and float64 sums), for SmoothGrad of methods it calls
+    batch by batch; IG and SmoothGrad of the plain gradients use its device twin,
+    `tfsal.methods._on_device.sum_over_points_on_device`.
 
     Returns:
         the weighted sum (N, H, W, C); with `squares`, also the weighted sum of squares.
