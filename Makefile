@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: demo test bench browser clean
+.PHONY: demo test test-slow bench browser clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,14 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 demo: $(VENV)/.installed
 	$(VENV)/bin/tfsal demo --out demo_out
 
+# The fast suite (under 10 minutes on 2 cores); `make test-slow` runs the real ImageNet
+# architectures at realistic sizes (marked `slow`), which CI runs too (.ci/run).
 test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check tfsal tests benchmarks scripts examples
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-slow: $(VENV)/.installed
+	$(PY) -m pytest -q -m slow
 
 # Chromium and its driver for the browser test of report.html (tests/test_html_report.py;
 # skipped without them, except in CI). Debian / Ubuntu, as root or with sudo; a no-op when a
