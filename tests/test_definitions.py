@@ -242,3 +242,16 @@ def test_journal_lines_append_and_a_damaged_line_is_skipped(tmp_path):
     append_lines(path, ['{"b": ', '{"c": 3}'])  # a line cut off by a crash, then more
     assert path.read_text() == '{"a": 1}\n{"b": \n{"c": 3}\n'
     assert list(read_json_lines(path)) == [{"a": 1}, {"c": 3}]
+
+
+def test_lines_appended_after_a_cut_off_line_are_kept(tmp_path):
+    """A crash mid-write leaves a line without its newline; the next append must not glue its
+    first record to it (which would lose that record too)."""
+    from tfsal.files import append_lines, read_json_lines
+
+    journal = tmp_path / "records.jsonl"
+    append_lines(journal, ['{"a": 1}'])
+    with open(journal, "ab") as handle:
+        handle.write(b'{"b": ')  # the crash
+    append_lines(journal, ['{"c": 3}', '{"d": 4}'])
+    assert list(read_json_lines(journal)) == [{"a": 1}, {"c": 3}, {"d": 4}]

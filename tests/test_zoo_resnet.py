@@ -27,7 +27,8 @@ def test_registered_small_and_loads_by_name():
     assert "shapes-resnet" in zoo.available()
     info = zoo.info("shapes-resnet")
     assert info.weights.stat().st_size < 2**20
-    assert info.facts()["n_train"] > 0 and info.facts()["test_accuracy"] >= 0.9
+    # (the shipped JSON's accuracy is not asserted: test_held_out_accuracy_at_least_90_percent
+    # measures it on fresh images)
     model = tfsal.load_model("shapes-resnet")
     assert model.preprocess == "tf" and model.input_size == (64, 64)
     assert model.class_names == info.class_names

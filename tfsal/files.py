@@ -82,12 +82,15 @@ def _sync_folder(folder: Path) -> None:
 
 def append_lines(path, lines: list[str]) -> None:
     """Append text lines to `path` in one write and sync it: a crash can cut off only the last
-    line, which readers skip (`read_lines`)."""
+    line, which readers skip (`read_json_lines`)."""
     if not lines:
         return
     data = "".join(line + "\n" for line in lines).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
     try:
+        # A line cut off by a crash is ended first, so the new lines are not glued to it.
+        if os.fstat(fd).st_size and os.pread(fd, 1, os.fstat(fd).st_size - 1) != b"\n":
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
