@@ -4,8 +4,8 @@ SmoothGrad and Integrated Gradients keep their batches on the device everywhere 
 uploaded once, points and sums made by TensorFlow ops inside compiled functions, no copy back
 until the result): a device→host copy and a synchronisation per batch would idle a GPU, and on
 a CPU the compiled sums are as fast or faster than NumPy's. The nonlinear loop's level
-selection differs: NumPy's introselect on a CPU (a host round trip per step, but 2-3 times
-cheaper there than `top_k`), TensorFlow's `top_k` where `device_loops()` (a GPU). Both paths
+selection differs: NumPy's introselect on a CPU (a host round trip per step, but cheaper
+there than `top_k`, BENCHMARKS.md), TensorFlow's `top_k` where `device_loops()` (a GPU). Both paths
 give the same numbers.
 """
 

@@ -580,8 +580,8 @@ class Model:
         the caller unwrapped.
 
         Calls go to the concrete function of the fixed input signature: it skips the
-        per-call signature matching of `tf.function` (about 1 ms on 2 CPU cores, as much as a
-        small model's whole backward pass) and makes a retrace impossible. Every backward rule
+        per-call signature matching of `tf.function` (as much as a small model's whole
+        backward pass on CPU, BENCHMARKS.md) and makes a retrace impossible. Every backward rule
         gets its own function, so no trace ever mixes a rule with plain gradients.
         """
         return self.compiled((build.__func__, *args), lambda: build(*args))
@@ -627,7 +627,7 @@ class Model:
 
     def _build_input_gradients(self, score, rule):
         # Two fixed signatures, no defaults: a default argument makes every call of the
-        # concrete function re-bind its inputs (about 2 ms).
+        # concrete function re-bind its inputs at every call.
         def input_gradients(images, targets):
             grads, _, _, selected = self._rule_gradients(images, targets, score, rule, None)
             return grads, selected

@@ -157,8 +157,8 @@ def _below_count(norm, count, how: str = "numpy"):
     Selection by rank (ties broken by position) blurs exactly the level's fraction of pixels,
     also when many norms tie (a saturated softmax has an all-zero gradient). The count-th
     smallest value comes from `selection.select` by `how`: "numpy" (NumPy's introselect,
-    3-7 times cheaper on the CPU than TensorFlow's partial sort at the middle levels, but a
-    host round trip) or "top_k" (on the device; `level_selection`).
+    cheaper on the CPU than TensorFlow's partial sort at the middle levels, BENCHMARKS.md, but
+    a host round trip) or "top_k" (on the device; `level_selection`).
 
     Pixels are counted in int64: TensorFlow's GPU kernels for int32 sums and comparisons
     work in host memory, which would copy (N, H · W) counts to the host at every step.

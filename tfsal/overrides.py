@@ -185,9 +185,9 @@ def rectify(grad, activation, q: float, rank: str = "authors"):
     (its rank by `rank`, see `per_sample_percentile`).
 
     With the radix select (large layers) the rule runs as one XLA cluster: XLA fuses the
-    elementwise work around the select's two counting passes, 2.8 times faster than op by op
-    on CPU. The compiled function is shared, so each distinct layer shape (and q) is compiled
-    once per process.
+    elementwise work around the select's two counting passes (faster than op by op on CPU,
+    BENCHMARKS.md). The compiled function is shared, so each distinct layer shape (and q) is
+    compiled once per process.
     """
     n = int(np.prod(grad.shape[1:]))
     how = best_selection(n, percentile_rank(n, q, rank))

@@ -3,7 +3,7 @@
 Shared by RectGrad's layer-wise percentile thresholds (`percentile_rank` turns q into a rank
 by the authors' or NumPy's rule, `best_selection` picks a partial sort or the radix select)
 and the nonlinear saliency loop's level selection, whose rank is a tensor: NumPy's
-introselect on a CPU (3-7 times cheaper than `top_k` there, but a host round trip per step),
+introselect on a CPU (cheaper than `top_k` there, BENCHMARKS.md, but a host round trip per step),
 `top_k` on a GPU.
 
 Every algorithm is exact, so they are interchangeable. With op determinism enabled
@@ -87,12 +87,11 @@ def best_selection(n: int, index: int) -> str:
     """The faster exact way to find rank `index` of n values inside a compiled gradient.
 
     A partial sort (`top_k`) keeps min(index + 1, n − index) values: cheapest when that is a
-    small share of a layer that is not too large (RectGrad's q = 98 on the embedded model:
-    1.35-1.46 times a plain gradient, against 2-3 times with the radix select's fixed
-    65 536-bin passes). Otherwise the radix select, fused with the rule's elementwise work by
-    XLA (`make bench`, ResNet50: RectGrad 1.30 times a gradient; NumPy's introselect, faster
-    alone, made it 1.99 times there: 49 host round trips and no fusion). Always the partial
-    sort under op determinism (module docstring).
+    small share of a layer that is not too large (the radix select pays two fixed 65 536-bin
+    passes). Otherwise the radix select, fused with the rule's elementwise work by XLA
+    (NumPy's introselect, faster alone, loses there: a host round trip per layer and no
+    fusion). Measured in BENCHMARKS.md (`make bench`). Always the partial sort under op
+    determinism (module docstring).
     """
     kept = min(index + 1, n - index)
     if (n < _TOP_K_MAX and kept * 16 <= n) or n < 1 << 10 or deterministic():

@@ -36,7 +36,8 @@ def path_schedule(schedule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     jumps — units crossing zero at α* = −bias / (w · (x − b)) — are densest near α = 0: their
     squared-variation density falls roughly like 1/α. A midpoint rule's error there is
     minimised by a node density ∝ √(variation density) ∝ α^(−1/2), which α = u² gives. On the
-    embedded model it lowers the completeness error by 20–35 % at any step count (BENCHMARKS.md).
+    embedded model it lowers the completeness error at every step count measured
+    (BENCHMARKS.md).
     """
     steps = positive_int(steps, "steps", maximum=10_000)
     k = np.arange(steps, dtype=np.float64)
