@@ -166,17 +166,17 @@ def test_everything_is_escaped(tmp_path):
     assert 'src="caf%E9%3C%26%3E.png"' in page  # the figure: byte-exact, percent-encoded
 
 
-def test_ten_thousand_rows_small_and_fast(tmp_path):
-    path, seconds = _large_report(tmp_path)
+def test_ten_thousand_rows_stay_small(tmp_path):
+    # (its speed is measured in benchmarks/, never asserted here: it depends on the machine)
+    path, _ = _large_report(tmp_path)
     size = path.stat().st_size
-    assert seconds < 2.0, f"{seconds:.2f} s"
     assert size < 5_000_000, f"{size} bytes"
     page = path.read_text()
     assert page.count("<img") == 1  # the one shared figure; rows are JSON
     assert len(_page_data(page)["tables"]["rows"]["data"]) == 10_000
 
 
-def test_ten_thousand_image_explain_summary_small_and_fast(tmp_path):
+def test_ten_thousand_image_explain_summary_stays_small(tmp_path):
     run = tmp_path / "efficientnet-lite0-0a1b2c"
     maps = [{"image": f"/data/photos/set{i // 1000}/IMG_{i:05d}.jpg", "method": m,
              "target": i % 1000, "label": "golden retriever", "status": "written",
@@ -185,10 +185,7 @@ def test_ten_thousand_image_explain_summary_small_and_fast(tmp_path):
             for i in range(10_000) for m in ("vanilla", "smoothgrad", "integrated_gradients")]
     (tmp_path / "summary.json").write_text(json.dumps(
         {"run_folder": str(run), "maps": maps, "failed": [], "skipped": []}))
-    start = time.perf_counter()
     path = report_from_explain_summary(tmp_path)
-    seconds = time.perf_counter() - start
-    assert seconds < 2.0, f"{seconds:.2f} s"
     assert path.stat().st_size < 5_000_000, path.stat().st_size
     rows = _page_data(path.read_text())["tables"]["rows"]["data"]
     assert len(rows) == 10_000 and rows[1][0] == os.path.join("set0", "IMG_00001.jpg")
@@ -398,10 +395,7 @@ def test_browser_ten_thousand_rows(chrome, tmp_path):
 
     path, _ = _large_report(tmp_path)
     _errors(chrome)
-    start = time.perf_counter()
     _open(chrome, path)
-    opened = time.perf_counter() - start
-    assert opened < 10, f"{opened:.1f} s to open and draw the first page"
     _wait_images(chrome, "#rows img")
 
     def first_cells():

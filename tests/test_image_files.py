@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import random
 import struct
-import time
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -229,10 +228,8 @@ def test_decompression_bomb_png_is_refused_before_decoding(tmp_path, no_decoding
     path = tmp_path / "bomb.png"
     path.write_bytes(_png(30000, 30000, bytes(1_000_000)))
     assert path.stat().st_size < 5000
-    start = time.perf_counter()
     with pytest.raises(TfsalError, match="at most 89478485 pixels") as info:
-        load_image(path)
-    assert time.perf_counter() - start < 2.0
+        load_image(path)  # `no_decoding`: decoding it would fail the test
     message = str(info.value)
     assert str(path) in message and "max_pixels=" in message and "--max-pixels" in message
 
