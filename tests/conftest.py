@@ -25,6 +25,18 @@ def toy_cnn(seed: int = 0, softmax: bool = True, size: int = SIZE) -> keras.Mode
     return keras.Model(inp, out, name="toy_cnn")
 
 
+def mixed_precision_pair(policy: str, seed: int = 3) -> tuple[keras.Model, keras.Model]:
+    """(toy_cnn built under the mixed-precision `policy`, a float32 toy_cnn with its weights)."""
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = toy_cnn(seed=seed)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    plain = toy_cnn(seed=seed)
+    plain.set_weights(mixed.get_weights())
+    return mixed, plain
+
+
 def nested_cnn(seed: int = 1) -> keras.Model:
     """A 'pretrained base used as a layer' model: base (functional) inside an outer model."""
     keras.utils.set_random_seed(seed)

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import toy_cnn
+from conftest import mixed_precision_pair, toy_cnn
 
 import tfsal
 from tfsal import devices
@@ -200,15 +200,7 @@ def test_integrated_gradients_on_the_device_are_complete_for_a_linear_model():
 def test_the_device_paths_on_a_mixed_precision_model(policy, on_device):
     """As tests/test_mixed_precision.py for the host paths: float32 maps close to the float32
     model's (cosine ≥ 0.95), probabilities within 0.02."""
-    import keras
-
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        mixed = toy_cnn(seed=3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    plain = toy_cnn(seed=3)
-    plain.set_weights(mixed.get_weights())
+    mixed, plain = mixed_precision_pair(policy)
     for method, options in [(tfsal.smoothgrad, dict(n_samples=8, seed=0)),
                             (tfsal.vargrad, dict(n_samples=8, seed=0)),
                             (tfsal.integrated_gradients, dict(steps=16))]:

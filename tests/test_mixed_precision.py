@@ -1,10 +1,9 @@
 """Every method runs on float16 and bfloat16 (mixed-precision) Keras models, with results close
 to the float32 model's: attributions are returned (and summed, selected) in float32."""
 
-import keras
 import numpy as np
 import pytest
-from conftest import toy_cnn
+from conftest import mixed_precision_pair
 
 import tfsal
 
@@ -18,13 +17,7 @@ OPTIONS = {"rectgrad": {"percentile": 80}, "smoothgrad": {"n_samples": 8, "seed"
 @pytest.fixture(scope="module", params=["mixed_float16", "mixed_bfloat16"])
 def pair(request):
     """(mixed-precision model, float32 model with the same weights)."""
-    keras.mixed_precision.set_global_policy(request.param)
-    try:
-        mixed = toy_cnn(seed=3)
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
-    plain = toy_cnn(seed=3)
-    plain.set_weights(mixed.get_weights())
+    mixed, plain = mixed_precision_pair(request.param)
     assert mixed.layers[1].compute_dtype != "float32"
     return mixed, plain
 
