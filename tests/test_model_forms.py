@@ -315,8 +315,10 @@ def test_auto_refuses_probabilities_it_cannot_undo(tmp_path, probe):
     module = ProbabilitiesWithoutSoftmax()
     tf.saved_model.save(module, str(tmp_path / "probs"),
                         signatures={"serving_default": module.__call__})
-    with pytest.raises(TfsalError, match="output='logits' or 'probabilities'"):
-        tfsal.load_model(tmp_path / "probs")
+    loaded = tfsal.load_model(tmp_path / "probs")  # refused for classes (not for callables)
+    for class_use in (lambda: loaded.predict(probe), lambda: tfsal.vanilla_gradient(loaded, probe)):
+        with pytest.raises(TfsalError, match="output='logits' or 'probabilities'"):
+            class_use()
     given = tfsal.load_model(tmp_path / "probs", output="probabilities")
     assert "probabilities (given)" in repr(given)
     np.testing.assert_allclose(given.predict(probe, score="probability"),

@@ -21,6 +21,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **dict.fromkeys(("AttackResult", "bim", "fgsm"), "tfsal.attacks"),
     "load_model": "tfsal.loading",
+    **dict.fromkeys(("ATTENTION_METHODS", "attention_map", "attention_rollout",
+                     "gradient_rollout", "token_grad_cam"), "tfsal.methods"),
     **dict.fromkeys(("METHODS", "cam", "completeness_delta", "deconvnet", "deeplift",
                      "epsilon_lrp", "grad_cam", "gradient_x_input", "guided_backprop",
                      "guided_grad_cam", "integrated_gradients", "layer_attributions",
@@ -55,6 +57,7 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ATTENTION_METHODS",
     "AttackResult",
     "ClassSensitivity",
     "METHODS",
@@ -63,6 +66,8 @@ __all__ = [
     "SignedMaps",
     "Trajectory",
     "TfsalError",
+    "attention_map",
+    "attention_rollout",
     "bim",
     "blur_below_level",
     "cam",
@@ -73,6 +78,7 @@ __all__ = [
     "epsilon_lrp",
     "fgsm",
     "grad_cam",
+    "gradient_rollout",
     "gradient_x_input",
     "guided_backprop",
     "guided_grad_cam",
@@ -87,6 +93,7 @@ __all__ = [
     "selective_blur",
     "signed_maps",
     "smoothgrad",
+    "token_grad_cam",
     "vanilla_gradient",
     "vargrad",
 ]

@@ -18,6 +18,7 @@ from tfsal.checks import flag, non_negative, positive_int
 from tfsal.errors import TfsalError
 from tfsal.images import check_images
 from tfsal.loading import as_model
+from tfsal.targets import is_target_function, needs_classes
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ def fgsm(model, images, targets=None, *, epsilon: float = 8 / 255,
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
         targets: the class to move away from (untargeted; None = predicted class) or towards
-            (targeted; required).
+            (targeted; required). Callable targets are refused: the loss is a class's
+            cross-entropy and success is read from the predicted classes.
         epsilon: L∞ size of the perturbation in pixel units (8/255 by default).
         targeted: push towards `targets` instead of away from them.
 
@@ -81,6 +83,10 @@ def bim(model, images, targets=None, *, epsilon: float = 8 / 255, step_size: flo
     Example:
         >>> adv = tfsal.bim(model, images, epsilon=8 / 255, step_size=1 / 255, n_iter=10)
     """
+    if is_target_function(targets):
+        raise TfsalError(needs_classes(
+            "attacks (their loss is a class's cross-entropy, their success a change of the "
+            "predicted class)", getattr(targets, "function", targets)))
     model = as_model(model)
     original = check_images(images)
     if targeted and targets is None:

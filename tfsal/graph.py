@@ -15,6 +15,8 @@ The user's model is never mutated: layers are called as they are; the one layer 
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -68,6 +70,8 @@ class _Run:
     linear_path: str | None
     intercept: Callable | None = None
     captured: dict = field(default_factory=dict)
+    # attention-layer paths whose scores to record (under "path:attention")
+    capture_attention: frozenset = frozenset()
 
 
 class GraphRunner:
@@ -143,6 +147,8 @@ class GraphRunner:
             return paths[layer]
         if not isinstance(layer, str):
             raise TfsalError(f"expected a layer name, path or index, received {layer!r}")
+        if layer.endswith(ATTENTION):
+            return self.resolve_attention(layer[:-len(ATTENTION)]) + ATTENTION
         if layer in self.paths:
             return layer
         matches = [p for p in self.paths if p.rsplit("/", 1)[-1] == layer]
@@ -179,6 +185,55 @@ class GraphRunner:
         idx = self.paths.index(path)
         return [(p, lay) for p, lay in self._layers[idx + 1:] if not is_graph_model(lay)]
 
+    # ----------------------------------------------------------------------------- attention
+    @functools.cached_property
+    def _attention(self) -> dict:
+        """path -> (MultiHeadAttention layer, walked?) for every attention layer, in execution
+        order: those the runner calls itself, and those inside layers it calls as a whole (a
+        custom transformer block's `self.attention`), addressed as "block/attention"."""
+        found = {}
+        for path, layer in self._layers:
+            if isinstance(layer, keras.layers.MultiHeadAttention):
+                found[path] = (layer, True)
+            elif not is_graph_model(layer):
+                for inner, sub in _inner_attention_layers(layer, path + "/"):
+                    found.setdefault(inner, (sub, False))
+        return found
+
+    def attention_paths(self) -> list[str]:
+        """Paths of the `keras.layers.MultiHeadAttention` layers, in execution order (nested
+        models and sub-layers of custom layers included)."""
+        return list(self._attention)
+
+    def resolve_attention(self, layer: str | int) -> str:
+        """An attention layer's exact path from its name, path or index among the attention
+        layers (`attention_paths`; -1 is the last)."""
+        paths = self.attention_paths()
+        if not paths:
+            raise TfsalError(f"expected a model with keras.layers.MultiHeadAttention layers, "
+                             f"received {self.model.name} without any (layers: "
+                             f"{', '.join(self.paths)})")
+        if isinstance(layer, int) and not isinstance(layer, bool):
+            if not -len(paths) <= layer < len(paths):
+                raise TfsalError(f"expected an attention layer index in [{-len(paths)}, "
+                                 f"{len(paths)}), received {layer}")
+            return paths[layer]
+        if isinstance(layer, str):
+            if layer in paths:
+                return layer
+            matches = [p for p in paths if p.rsplit("/", 1)[-1] == layer]
+            if len(matches) == 1:
+                return matches[0]
+            if matches:
+                raise TfsalError(f"attention layer name {layer!r} is ambiguous; expected one "
+                                 f"of {matches}")
+        raise TfsalError(f"expected an attention layer name, path or index, received "
+                         f"{layer!r}; attention layers are: {', '.join(paths)}")
+
+    def _inner_attention(self, paths) -> dict:
+        """path -> layer of the requested attention layers the runner does not call itself."""
+        return {p: self._attention[p][0] for p in paths if not self._attention[p][1]}
+
     # ----------------------------------------------------------------------------- execution
     def run(self, x, *, capture_outputs=(), capture_inputs=(), logits=False, intercept=None):
         """Evaluate the model on the (preprocessed) tensor `x`.
@@ -199,9 +254,19 @@ class GraphRunner:
             raise TfsalError("expected a model whose output layer applies softmax or sigmoid, "
                              "for logit recovery; this one does not (its outputs are used as "
                              "logits)")
-        state = _Run(frozenset(capture_outputs), frozenset(capture_inputs),
-                     self.head_path if logits else None, intercept)
-        out = self._run_model(self.model, x, "", state)
+        attention = frozenset(p[:-len(ATTENTION)] for p in capture_outputs
+                              if p.endswith(ATTENTION))
+        outputs = frozenset(p for p in capture_outputs if not p.endswith(ATTENTION))
+        state = _Run(outputs, frozenset(capture_inputs), self.head_path if logits else None,
+                     intercept, capture_attention=attention)
+        # Attention layers inside layers that are not walked (a custom block's sub-layer) are
+        # reached through a scoped patch of their `call`, undone before returning.
+        with _recording_attention(self._inner_attention(attention), state):
+            out = self._run_model(self.model, x, "", state)
+        missing = [p for p in attention if p + ATTENTION not in state.captured]
+        if missing:
+            raise TfsalError(f"expected the attention layers {sorted(missing)} to be called "
+                             f"by the model, received a run that never called them")
         return out, state.captured
 
     def _run_model(self, model, x, prefix: str, state: _Run):
@@ -225,6 +290,11 @@ class GraphRunner:
             out = self._run_model(op, inner, path + "/", state)
         elif path == state.linear_path:
             out = self._linear_head(*args)
+        elif path in state.capture_attention:
+            kwargs = {**kwargs, "return_attention_scores": True}
+            called = state.intercept(path, op, args, kwargs) if state.intercept is not None \
+                else op(*args, **kwargs)
+            out, state.captured[path + ATTENTION] = called
         elif state.intercept is not None:
             out = state.intercept(path, op, args, kwargs)
         else:
@@ -232,6 +302,54 @@ class GraphRunner:
         if path in state.capture_outputs:
             state.captured[path] = out
         return out
+
+
+# A captured path with this suffix is an attention layer's scores (N, heads, queries, keys).
+ATTENTION = ":attention"
+
+
+def _inner_attention_layers(layer, prefix: str, depth: int = 0):
+    """(path, layer) of the MultiHeadAttention layers inside a layer the runner calls whole."""
+    if depth > 16:
+        return
+    for sub in layer._flatten_layers(include_self=False, recursive=False):
+        path = prefix + sub.name
+        if isinstance(sub, keras.layers.MultiHeadAttention):
+            yield path, sub
+        else:
+            yield from _inner_attention_layers(sub, path + "/", depth + 1)
+
+
+@contextlib.contextmanager
+def _recording_attention(layers: dict, state: _Run):
+    """While open: each given attention layer (path -> layer), called by the layer holding
+    it, also returns its scores to `state.captured` (under "path:attention") and hands the
+    caller its output alone. A scoped patch of the layer's `call` attribute, removed on exit
+    (also after an exception); the layer's weights and outputs are those of a plain call."""
+    patched = []
+    try:
+        for path, layer in layers.items():
+            original = layer.call
+
+            def call(*args, _original=original, _path=path, **kwargs):
+                if kwargs.get("return_attention_scores"):
+                    out = _original(*args, **kwargs)
+                    state.captured[_path + ATTENTION] = out[1]
+                    return out
+                out, state.captured[_path + ATTENTION] = _original(
+                    *args, **{**kwargs, "return_attention_scores": True})
+                return out
+
+            had_own = "call" in layer.__dict__
+            object.__setattr__(layer, "call", call)
+            patched.append((layer, had_own, original))
+        yield
+    finally:
+        for layer, had_own, original in reversed(patched):
+            if had_own:
+                object.__setattr__(layer, "call", original)
+            else:
+                object.__delattr__(layer, "call")
 
 
 def _output_rank(layer) -> int | None:

@@ -174,7 +174,9 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
         download: ImageNet names only: False never touches the network.
         signature: SavedModel / hub only: the signature to call. None: "serving_default" if
             the model has it, else the object's own `__call__`.
-        output_key: SavedModel / hub only: which output of a signature returning several.
+        output_key: which output of a model returning several to explain: for a SavedModel /
+            hub handle, a signature's output key; for a Keras model (object or file), an
+            output's name (output layer name, or key of a dict output) or index (see `Model`).
         version: TF Serving layout only: the version to load (default: the largest).
         input_tensor: SavedModel / hub only: the name of the float image tensor to feed (for
             signatures taking encoded image bytes; default: the first float (N, H, W, 3)
@@ -208,8 +210,9 @@ def load_model(source, *, preprocess="auto", score="logit", output="auto", batch
                  custom_objects=custom_objects)
     pre = None if preprocess == "auto" else preprocess
     if isinstance(source, keras.Model):
-        _check_options("a Keras model", given)
-        return Model(source, preprocess=pre, class_names=class_names, **common)
+        _check_options("a Keras model", given, ("output_key",))
+        return Model(source, preprocess=pre, class_names=class_names, output_key=output_key,
+                     **common)
     if not isinstance(source, (str, Path)):
         raise TfsalError("expected a tfsal.Model, a keras.Model, a model name, a path or "
                          f"'hub:<handle>', received {type(source).__name__}")
@@ -270,9 +273,10 @@ def _load_path(path: Path, preprocess, class_names, safe_mode, given, common) ->
         graph = _loaded_graph(loaded, given, str(directory), safe_mode=safe_mode)
         return Model(graph, preprocess=preprocess, class_names=class_names, name=name, **common)
     if is_file and path.suffix in (".keras", ".h5"):
-        _check_options("a Keras model file", given, ("custom_objects",))
+        _check_options("a Keras model file", given, ("custom_objects", "output_key"))
         return _load_keras_file(path, preprocess, class_names, safe_mode,
-                                given["custom_objects"], common)
+                                given["custom_objects"], dict(common,
+                                                              output_key=given["output_key"]))
     names = ", ".join(f"{catalog.WHAT} name {list(catalog.available())}"
                       for catalog in _catalogs())
     raise TfsalError(f"expected {names}, a .keras file, a SavedModel directory or "

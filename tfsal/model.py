@@ -6,6 +6,11 @@ log-probability; logits recovered from softmax heads without touching the user's
 target resolution, batching, and compiled `tf.function`s whose input signatures leave the
 batch size and the target classes free, so neither retraces.
 
+What is differentiated, the objective, is either a score of a class (class targets; the
+output must be a class vector) or the values of a callable target on the model's raw output
+(any output shape: regression, multi-label, segmentation; `tfsal.targets`). The objective is
+part of every compiled function's key: one trace per score, rule and callable object.
+
 Three kinds of model sit behind it: Keras functional/sequential graphs (walked layer by
 layer, `tfsal.graph`), loaded SavedModel / TF Serving / TF-Hub graphs (imported op by op,
 `tfsal.opgraph`), and any other callable (plain gradients only).
@@ -18,6 +23,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import sys
 import warnings
 import weakref
@@ -31,7 +37,7 @@ from tfsal.errors import TfsalError
 from tfsal.graph import CLASS_VECTOR, GraphRunner, is_graph_model
 from tfsal.images import as_batch
 from tfsal.opgraph import OpGraph
-from tfsal.targets import resolve_targets
+from tfsal.targets import TargetFunction, fed_indices, is_target_function, resolve_targets
 
 SCORES = ("logit", "probability", "log_probability")
 PREPROCESSING = ("caffe", "tf", "torch", "scale255", None)
@@ -117,6 +123,23 @@ def _caller_level() -> int:
     return level
 
 
+def _output_for(objective) -> str:
+    """The `_forward` output an objective needs: the model's own for callable targets."""
+    return "model" if isinstance(objective, _ByIdentity) else "classes"
+
+
+def invalid_argument(exc: BaseException, shape) -> TfsalError:
+    """The TfsalError of a compiled call's InvalidArgumentError: a callable target's values
+    of the wrong count, or (mostly) images the model cannot process (e.g. too small)."""
+    text = getattr(exc, "message", None) or str(exc)
+    found = re.search(re.escape(_TARGET_VALUES) + r"[^\]]*\](?: \[[^\]]*\])*", text)
+    if found:  # "[message] [count] [values for] [n] [images]" as the Assert op prints it
+        return TfsalError(re.sub(r"\] \[", " ", found.group(0)).rstrip("]"))
+    line = _first_line(exc)
+    return TfsalError(f"expected images the model can process, received shape "
+                      f"{tuple(shape)}: {line}")
+
+
 def _first_line(exc: BaseException) -> str:
     text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
@@ -159,43 +182,129 @@ def _check_input_shape(shape) -> None:
                          f"input)")
 
 
-def _check_output_shape(shape) -> None:
-    """Refuse a known output shape that is not a class vector."""
-    if _several(shape):
-        raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
-                         f"{len(shape)} outputs of shapes {[tuple(s) for s in shape]}")
+# Appended to every refusal of class targets or scores on an output that is no class vector.
+_CALLABLE_HINT = ("; a callable target (targets=lambda out: ..., one value per image; see "
+                  "tfsal.targets) explains any output")
+# The start of the runtime check of a callable target's values (found again in the error).
+_TARGET_VALUES = "expected a callable target returning one value per image"
+
+
+def _not_a_class_vector(shape) -> str | None:
+    """Why a known output shape is no class vector (None: it is one, or is unknown)."""
     if isinstance(shape, tuple) and (len(shape) != 2 or shape[-1] == 0):
-        raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received output shape "
-                         f"{shape}")
+        return f"expected a model output of {CLASS_VECTOR}, received output shape {shape}"
+    return None
+
+
+def _several_outputs(names, count: int) -> TfsalError:
+    return TfsalError(f"expected a model with one output, {CLASS_VECTOR}, or output_key= "
+                      f"choosing one of its outputs {list(names)} (a name or an index < "
+                      f"{count}); received {count} outputs")
+
+
+def _keras_head(model, output_key):
+    """The Keras functional model restricted to the output `output_key` chooses: a new model
+    over the same layers (the user's model is not changed); `model` itself when it has one
+    output and no key is given."""
+    outputs = list(getattr(model, "outputs", None) or [])
+    structure = getattr(model, "output", None)
+    names = list(structure) if isinstance(structure, dict) else \
+        list(getattr(model, "output_names", None) or range(len(outputs)))
+    if output_key is None:
+        if len(outputs) > 1:
+            raise _several_outputs(names, len(outputs))
+        return model
+    if len(outputs) <= 1:
+        raise TfsalError(f"expected no output_key for the single output of {model.name}, "
+                         f"received output_key={output_key!r}")
+    if isinstance(output_key, (int, np.integer)) and not isinstance(output_key, bool) \
+            and -len(outputs) <= output_key < len(outputs):
+        chosen = outputs[int(output_key)]
+    elif isinstance(output_key, str) and isinstance(structure, dict) and output_key in structure:
+        chosen = structure[output_key]
+    elif isinstance(output_key, str) and output_key in (getattr(model, "output_names", None)
+                                                        or ()):
+        chosen = outputs[list(model.output_names).index(output_key)]
+    else:
+        raise TfsalError(f"expected output_key naming one of the outputs {names} of "
+                         f"{model.name} (or an index < {len(outputs)}), received "
+                         f"output_key={output_key!r}")
+    import keras
+
+    return keras.Model(model.input, chosen, name=model.name)
 
 
 def _class_vector(out):
     """The model's output as one (N, classes) tensor; anything else is refused (inside a
     trace, where every kind of model's output is seen)."""
-    if isinstance(out, dict):
-        if len(out) != 1:
-            raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
-                             f"outputs with keys {sorted(out, key=str)}")
-        out = next(iter(out.values()))
-    while isinstance(out, (list, tuple)):
-        if len(out) != 1:
-            raise TfsalError(f"expected a model with one output, {CLASS_VECTOR}; received "
-                             f"{len(out)} outputs")
-        out = out[0]
+    out = _single(out)
     try:
         out = tf.convert_to_tensor(out)
     except (TypeError, ValueError):
         raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received "
-                         f"{type(out).__name__}") from None
+                         f"{type(out).__name__}{_CALLABLE_HINT}") from None
     rank = out.shape.rank
     if rank is not None and (rank != 2 or out.shape[-1] == 0):
         raise TfsalError(f"expected a model output of {CLASS_VECTOR}, received output shape "
-                         f"{tuple(out.shape.as_list())}")
+                         f"{tuple(out.shape.as_list())}{_CALLABLE_HINT}")
     return out
 
 
+def _single(out, output_key=None):
+    """The one output tensor of a model's outputs: the one `output_key` chooses from a dict or
+    sequence of several, the only one otherwise (inside a trace)."""
+    if output_key is not None:
+        keys = list(out) if isinstance(out, dict) else \
+            list(range(len(out))) if isinstance(out, (list, tuple)) else None
+        if keys is None:
+            raise TfsalError(f"expected no output_key for a model with a single output, "
+                             f"received output_key={output_key!r}")
+        if isinstance(out, dict) and output_key not in out and isinstance(
+                output_key, (int, np.integer)) and 0 <= output_key < len(keys):
+            output_key = keys[int(output_key)]  # an index into the dict's order
+        if output_key not in keys:
+            raise TfsalError(f"expected output_key naming one of the outputs {keys}, received "
+                             f"output_key={output_key!r}")
+        out = out[output_key]
+    if isinstance(out, dict):
+        if len(out) != 1:
+            raise _several_outputs(sorted(out, key=str), len(out))
+        out = next(iter(out.values()))
+    while isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise _several_outputs(range(len(out)), len(out))
+        out = out[0]
+    return out
+
+
+class _ByIdentity:
+    """A callable target's function as part of a compiled function's key: equal only to the
+    same object (a user's callable may define `__eq__` or be unhashable) — for a bound method,
+    made anew at every attribute access, the same function of the same object — held
+    strongly so that its identity is never reused while the key lives."""
+
+    __slots__ = ("function", "_parts")
+
+    def __init__(self, function):
+        self.function = function
+        bound = getattr(function, "__self__", None) is not None and hasattr(function,
+                                                                           "__func__")
+        self._parts = (function.__self__, function.__func__) if bound else (function,)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _ByIdentity) and len(other._parts) == len(self._parts) \
+            and all(a is b for a, b in zip(other._parts, self._parts))
+
+    def __hash__(self) -> int:
+        return hash(tuple(object.__hash__(part) for part in self._parts))
+
+    def __repr__(self) -> str:
+        return f"target {getattr(self.function, '__qualname__', type(self.function).__name__)}"
+
+
 class Model:
-    """Adapter around a classifier mapping images (N, H, W, 3) in [0, 1] to class scores.
+    """Adapter around a model mapping images (N, H, W, 3) in [0, 1] to class scores, or to
+    any output a callable target turns into one value per image.
 
     Args:
         model: a Keras 3 model (functional, sequential, nested or subclassed), a
@@ -204,8 +313,13 @@ class Model:
             outputs. A model with one output unit, (N, 1), is a binary classifier with
             classes 0 and 1: the unit is the logit z of class 1 (after removing a sigmoid), and
             class 0 has logit −z, probability σ(−z) and log-probability log σ(−z).
-            Other outputs (segmentation maps, (N,), several outputs) and inputs other than
-            (N, H, W, 3) images are refused.
+            Other outputs — regression (N,) or (N, k) values, segmentation maps (N, H, W, C),
+            a multi-label sigmoid head — are accepted, for callable targets only
+            (`targets=lambda out: ...`, `tfsal.targets`): the callable receives the output
+            exactly as the model returns it (no softmax or sigmoid removed) and returns one
+            value per image, which is differentiated as it is (no `score`). Class targets,
+            `score`, `predict` and `predicted_classes` on such a model raise a TfsalError
+            saying so. Inputs other than (N, H, W, 3) images are refused.
         preprocess: "caffe" (VGG/ResNet), "tf" ([-1, 1]), "torch" (ImageNet mean/std),
             "scale255" ([0, 255]: x·255, for models that rescale by 1/255 themselves), None,
             or a callable from the [0, 1] tensor to the model's input.
@@ -216,8 +330,16 @@ class Model:
             a single-unit head ending in sigmoid. "auto" refuses a sigmoid over several units
             (multi-label heads are not class vectors); on other non-Keras models it probes one
             batch and refuses outputs that look like probabilities (rows ≥ 0 summing to 1),
-            and for callables a single column of values in [0, 1], asking for `output=`.
+            and for callables a single column of values in [0, 1], asking for `output=`
+            when class targets or scores are used (callable targets need no `output=`).
             "probabilities" on a single unit means σ(z).
+        output_key: for a model with several outputs, the one to explain, for everything
+            (classes, scores and callable targets): an output's name (a Keras output layer's
+            name or the key of a dict output) or its index. A Keras functional model is
+            walked as the model of that output alone (a new model over the same layers;
+            yours is not changed); other callables have it picked from what they return.
+            None (default) for a model with one output; a model with several and no key is
+            refused. (`tfsal.load_model` also uses it for a SavedModel signature's outputs.)
         batch_size: images per compiled call, at most `MAX_BATCH_SIZE`; a batch that runs out
             of memory is halved and retried, with a warning.
         class_names: optional names of the classes.
@@ -228,8 +350,8 @@ class Model:
         >>> grads = m.input_gradients(images, targets=None)
     """
 
-    def __init__(self, model, *, preprocess=None, score="logit", output="auto", batch_size=32,
-                 class_names=None, name=None):
+    def __init__(self, model, *, preprocess=None, score="logit", output="auto", output_key=None,
+                 batch_size=32, class_names=None, name=None):
         if not callable(model) and not isinstance(model, OpGraph):
             raise TfsalError("expected a Keras model, a loaded graph or a callable, received "
                              f"{type(model).__name__}")
@@ -239,6 +361,23 @@ class Model:
         batch_size = integer(batch_size, "batch_size", low=1, high=MAX_BATCH_SIZE,
                              note="a batch holds all its images' activations and gradients at "
                                   "once: larger ones only add memory")
+        if output_key is not None and not isinstance(output_key, (str, int, np.integer)) \
+                or isinstance(output_key, bool):
+            raise TfsalError(f"expected output_key an output's name or index, received "
+                             f"{output_key!r}")
+        self.name = name or getattr(model, "name", type(model).__name__)
+        self.output_key = output_key
+        # The output key picked inside the trace (callables returning several outputs); a
+        # Keras functional model is replaced by the model of the chosen output instead.
+        self._picked = None
+        if is_graph_model(model):
+            model = _keras_head(model, output_key)
+        elif isinstance(model, OpGraph) and output_key is not None:
+            raise TfsalError(f"expected no output_key for the single output of the loaded "
+                             f"graph {self.name} (tfsal.load_model's output_key chooses a "
+                             f"signature's output), received output_key={output_key!r}")
+        else:
+            self._picked = output_key
         self._wrapped = lambda: model  # a strong reference (see `hold_model_weakly`)
         self.preprocess = preprocess
         self._preprocess = _preprocess_fn(preprocess)
@@ -249,13 +388,21 @@ class Model:
             raise TfsalError(f"expected class_names a sequence of names, received "
                              f"{class_names!r}")
         self.class_names = tuple(class_names) if class_names is not None else None
-        self.name = name or getattr(model, "name", type(model).__name__)
         if not callable(preprocess):  # a callable may map the RGB images to another input
             _check_input_shape(_attribute(model, "input_shape"))
         self.runner = GraphRunner(model) if is_graph_model(model) else None
         self.graph = model if isinstance(model, OpGraph) else None
         shape = _attribute(model, "output_shape")
-        _check_output_shape(shape)
+        if _several(shape):
+            if self._picked is None:
+                raise _several_outputs(range(len(shape)), len(shape))
+            shape = shape[self._picked] if isinstance(shape, list) and isinstance(
+                self._picked, (int, np.integer)) and -len(shape) <= self._picked < len(shape) \
+                else None
+            shape = tuple(shape) if isinstance(shape, (tuple, list)) else None
+        # Why the output is no class vector (None: it is one, or not known yet): class targets
+        # and scores raise it, callable targets work on any output.
+        self._not_classes = _not_a_class_vector(shape)
         self._output_shape = shape if isinstance(shape, tuple) and len(shape) == 2 else None
         # True: one output unit, a binary classifier; None: not known before a call.
         self.binary = None if self._output_shape is None or self._output_shape[-1] is None \
@@ -271,17 +418,19 @@ class Model:
             raise TfsalError(f"expected a softmax over several classes, received a single-unit "
                              f"softmax head ({where}), whose output is always 1; a binary "
                              f"classifier needs a sigmoid (or no) activation on its unit")
-        if activation == "sigmoid" and not self.binary and output == "auto":
+        if activation == "sigmoid" and not self.binary and output == "auto" \
+                and self._not_classes is None:
             units = "an unknown number of" if self._output_shape is None else \
                 self._output_shape[-1]
-            raise TfsalError(f"multi-label sigmoid heads are not class vectors: expected "
-                             f"{CLASS_VECTOR}, received a sigmoid over {units} units ({where}) "
-                             f"in {self.name}; pass output='probabilities' (or 'logits') to "
-                             f"take its values as they are")
-        # A softmax head, or the sigmoid of a binary one, is evaluated without it: true logits
-        # from the same weights.
-        self._logits_from_head = activation == "softmax" or (activation == "sigmoid"
-                                                             and bool(self.binary))
+            self._not_classes = (
+                f"multi-label sigmoid heads are not class vectors: expected {CLASS_VECTOR}, "
+                f"received a sigmoid over {units} units ({where}) in {self.name}; pass "
+                f"output='probabilities' (or 'logits') to take its values as class scores")
+        # A softmax head, or the sigmoid of a binary one, is evaluated without it for class
+        # scores: true logits from the same weights. (Callable targets see the output as the
+        # model returns it.)
+        self._logits_from_head = self._not_classes is None and (
+            activation == "softmax" or (activation == "sigmoid" and bool(self.binary)))
         self.input_size = self._static_input_size(model)
         # key -> concrete function. Only the concrete functions are kept: they hold their
         # graph and the model's variables but not the traced Python function (which refers to
@@ -289,7 +438,10 @@ class Model:
         self._compiled: dict[tuple, object] = {}
         # A callable of unknown input size is probed at its first call instead.
         self._unprobed = False
-        if self._logits_from_head:
+        if self._not_classes is not None:
+            self.output_kind = "logits" if output == "auto" else output
+            self.output_note = "no class vector: callable targets only"
+        elif self._logits_from_head:
             self.output_kind = "logits"
             self.output_note = f"logits from before the {where}{binary}"
         elif output != "auto":
@@ -302,32 +454,46 @@ class Model:
                 self._unprobed = True
 
     def _refuse_probabilities(self, size, *, several_classes: bool = True) -> None:
-        """For output="auto" on a model tfsal cannot see into: a probe batch, and an error if
-        its outputs look like probabilities (taking them as logits would be silently wrong):
-        rows ≥ 0 summing to 1, or, for callables, one column of values in [0, 1] (also on a
-        black and a white image)."""
+        """For output="auto" on a model tfsal cannot see into: a probe batch, and a refusal
+        of class targets and scores (`_not_classes`, raised when they are used) if its
+        outputs look like probabilities (taking them as logits would be silently wrong): rows
+        ≥ 0 summing to 1, or, for callables, one column of values in [0, 1] (also on a black
+        and a white image). An output of another shape is recorded as no class vector."""
         h, w = size
         fn = self._fn(self._build_outputs)
-        units = fn.structured_outputs.shape[-1]
+        shape = fn.structured_outputs.shape
+        if shape.rank is not None and (shape.rank != 2 or shape[-1] == 0):
+            self._not_classes = _not_a_class_vector(tuple(shape.as_list()))
+            return
+        units = shape[-1]
         one_unit = self.graph is None and units in (1, None)
         if not (several_classes or one_unit):
             return
         probe = np.random.default_rng(0).random((2, h, w, 3)).astype(np.float32)
         rows = self._batched(fn, probe)
-        if several_classes and rows.ndim == 2 and rows.shape[1] > 1 and np.all(rows >= 0) \
+        if rows.ndim != 2 or rows.shape[1] == 0:
+            self._not_classes = _not_a_class_vector((None,) + rows.shape[1:])
+            return
+        if several_classes and rows.shape[1] > 1 and np.all(rows >= 0) \
                 and np.allclose(rows.sum(axis=1), 1.0, atol=1e-3):
-            raise TfsalError(
+            self._not_classes = (
                 f"expected output='logits' or 'probabilities' for {self.name}: its outputs are "
                 f"rows ≥ 0 summing to 1 (probabilities?) and tfsal found no softmax to remove; "
                 f"received output='auto'")
-        if one_unit and rows.ndim == 2 and rows.shape[1] == 1:
+        if one_unit and rows.shape[1] == 1:
             extremes = np.stack([np.zeros((h, w, 3), np.float32), np.ones((h, w, 3), np.float32)])
             rows = np.concatenate([rows, self._batched(fn, extremes)])
             if np.all((rows >= 0) & (rows <= 1)):
-                raise TfsalError(
+                self._not_classes = (
                     f"expected output='logits' or 'probabilities' for {self.name}: its single "
                     f"output unit gives values in [0, 1] (sigmoid probabilities?) and tfsal "
                     f"found no sigmoid to remove; received output='auto'")
+
+    def _check_classes(self, what: str = "class targets and scores") -> None:
+        """Raise unless the output is a class vector (or not known yet: then the trace
+        checks it)."""
+        if self._not_classes is not None:
+            raise TfsalError(f"{what} need a class vector: {self._not_classes}{_CALLABLE_HINT}")
 
     @property
     def wrapped(self):
@@ -369,8 +535,13 @@ class Model:
     def __repr__(self) -> str:
         kind = ("Keras graph" if self.runner is not None else
                 "loaded graph" if self.graph is not None else "opaque callable")
+        try:
+            classes = self.num_classes
+        except TfsalError:  # no class vector
+            classes = None
+        key = "" if self.output_key is None else f"output_key={self.output_key!r}, "
         return (f"tfsal.Model({self.name!r}, {kind}, preprocess={self.preprocess!r}, "
-                f"score={self.score!r}, outputs: {self.output_note}, classes={self.num_classes}, "
+                f"score={self.score!r}, {key}outputs: {self.output_note}, classes={classes}, "
                 f"input_size={self.input_size})")
 
     @staticmethod
@@ -383,13 +554,20 @@ class Model:
     @functools.cached_property
     def num_classes(self) -> int:
         """Number of classes (from the output shape, or one probe call for opaque callables);
-        2 for a binary (single-unit) head."""
+        2 for a binary (single-unit) head.
+
+        Raises:
+            TfsalError: for an output that is no class vector (see `Model`)."""
+        self._check_classes("class counts")
         if self._output_shape is not None and self._output_shape[-1] is not None:
             units = int(self._output_shape[-1])
         else:
             h, w = self.input_size or (32, 32)
-            units = int(self._batched(self._fn(self._build_outputs),
-                                      np.zeros((1, h, w, 3), np.float32)).shape[-1])
+            out = self._batched(self._fn(self._build_outputs), np.zeros((1, h, w, 3), np.float32))
+            if out.ndim != 2 or out.shape[-1] == 0:
+                self._not_classes = _not_a_class_vector((None,) + out.shape[1:])
+                self._check_classes("class counts")
+            units = int(out.shape[-1])
             if self.binary is None:  # known now
                 self.binary = units == 1
                 if self.binary:
@@ -441,6 +619,7 @@ class Model:
             TfsalError: unless the model ends in GlobalAveragePooling2D followed by one Dense
                 layer (Dropout and a separate softmax in between are allowed).
         """
+        self._check_classes("CAM's class weights")
         path, kernel = self._cam_head()
         if self.binary and kernel.ndim == 2 and kernel.shape[1] == 1:
             kernel = np.concatenate([-kernel, kernel], axis=1)
@@ -467,10 +646,17 @@ class Model:
 
     # ------------------------------------------------------------------ graph pieces
     def _forward(self, images, capture_outputs=(), capture_inputs=(), rule=None,
-                 reference=None):
-        """Pixel images -> (raw outputs, captured layer tensors), inside a trace, with the
+                 reference=None, *, output: str = "classes"):
+        """Pixel images -> (outputs, captured layer tensors), inside a trace, with the
         backward `rule` applied (None: plain gradients) and its reference images if it needs
-        them (DeepLIFT)."""
+        them (DeepLIFT).
+
+        `output`: "classes" (default): the class vector, logits recovered from a softmax (or
+        binary sigmoid) head, any other output refused; "head": the same tensor unchecked
+        (probes of the output's shape); "model": the output as the model returns it, its
+        final activation kept (what callable targets receive).
+        """
+        logits = self._logits_from_head and output != "model"
         x = self._preprocess(images)
         if rule is not None:
             self._structure(
@@ -480,20 +666,21 @@ class Model:
         if self.graph is not None:
             out, captured = self.graph.run(
                 x, capture_outputs=capture_outputs, capture_inputs=capture_inputs,
-                logits=self._logits_from_head, rule=rule,
+                logits=logits, rule=rule,
                 reference=None if reference is None else self._preprocess(reference))
         elif self.runner is None:
             out, captured = self.wrapped(x), {}
         else:
-            overrider = self._overrider(rule, reference)
+            overrider = self._overrider(rule, reference, logits)
             out, captured = self.runner.run(x, capture_outputs=capture_outputs,
                                             capture_inputs=capture_inputs,
-                                            logits=self._logits_from_head, intercept=overrider)
+                                            logits=logits, intercept=overrider)
             if overrider is not None:
                 overrider.check_reached()
-        return _class_vector(out), captured
+        out = _single(out, self._picked)
+        return (_class_vector(out) if output == "classes" else out), captured
 
-    def _overrider(self, rule, reference):
+    def _overrider(self, rule, reference, logits):
         """The Keras-layer interceptor applying `rule` in this trace (None: plain gradients).
 
         Rules that need reference activations (DeepLIFT) first run the reference images.
@@ -505,8 +692,7 @@ class Model:
         recorded = None
         if rule.needs_reference:
             recorded = Overrider(rule, record=True)
-            self.runner.run(self._preprocess(reference), intercept=recorded,
-                            logits=self._logits_from_head)
+            self.runner.run(self._preprocess(reference), intercept=recorded, logits=logits)
         return Overrider(rule, references=recorded)
 
     def _gradients(self, tape, total, sources):
@@ -516,18 +702,63 @@ class Model:
             return tf.gradients(total, sources)
         return tape.gradient(total, sources)
 
-    def _rule_gradients(self, images, targets, score, rule, reference, capture=()):
-        """Forward + backward in one trace: (gradient w.r.t. images and captures, scores)."""
+    def _rule_gradients(self, images, targets, objective, rule, reference, capture=()):
+        """Forward + backward in one trace: (gradient w.r.t. images and captures, the
+        differentiated values (N,)). `objective`: a score name (class `targets`) or a callable
+        target (`objective`)."""
         with tf.GradientTape() as tape:
             tape.watch(images)
             out, captured = self._forward(images, capture_outputs=capture, rule=rule,
-                                          reference=reference)
-            selected = tf.gather(self._scores(out, score), targets, batch_dims=1)
+                                          reference=reference, output=_output_for(objective))
+            selected = self._selected(out, targets, objective)
             # Samples are independent: the gradient of the sum is each sample's gradient.
             total = tf.reduce_sum(selected)
         features = [captured[path] for path in capture]
         gradients = self._gradients(tape, total, [images] + features)
+        if gradients[0] is None and isinstance(objective, _ByIdentity):
+            raise TfsalError("expected a callable target computed from the model's outputs, "
+                             "received one whose values do not depend on them")
         return gradients[0], features, gradients[1:], selected
+
+    def _selected(self, out, targets, objective):
+        """Inside a trace: the (N,) values differentiated: each target class's score, or a
+        callable target's values."""
+        if isinstance(objective, _ByIdentity):
+            return self._target_values(out, objective.function)
+        return tf.gather(self._scores(out, objective), targets, batch_dims=1)
+
+    def _target_values(self, out, function):
+        """Inside a trace: a callable target's values on the model's output, checked to be
+        floating numbers of shape (N,) (statically, and their count at run time)."""
+        shape = tuple(out.shape.as_list()) if out.shape.rank is not None else "unknown"
+        try:
+            values = function(out)
+        except TfsalError:
+            raise
+        except Exception as exc:  # the user's code, any error
+            cause = _first_line(exc).split(" for '{{node")[0]  # TF appends the whole op
+            raise TfsalError(f"expected a callable target mapping the model's output (shape "
+                             f"{shape}) to one value per image, received one that raised "
+                             f"{type(exc).__name__}: {cause}") from None
+        try:
+            values = tf.convert_to_tensor(values)
+        except (TypeError, ValueError):
+            raise TfsalError(f"{_TARGET_VALUES}, a float tensor of shape (N,), received "
+                             f"{type(values).__name__}") from None
+        if not values.dtype.is_floating:
+            raise TfsalError(f"{_TARGET_VALUES}, a float tensor of shape (N,), received "
+                             f"{values.dtype.name} values")
+        batch = out.shape[0] if out.shape.rank else None
+        if values.shape.rank is not None and (values.shape.rank != 1
+                                              or values.shape[0] != batch):
+            raise TfsalError(f"{_TARGET_VALUES}, shape (N,) for the output of shape {shape}, "
+                             f"received shape {tuple(values.shape.as_list())}")
+        count, n = tf.size(values), tf.shape(out)[0]
+        check = tf.debugging.Assert(tf.equal(count, n), [
+            f"{_TARGET_VALUES}, shape (N,) for the output of shape {shape}, received", count,
+            "values for", n, "images"])
+        with tf.control_dependencies([check]):
+            return tf.reshape(values, [-1])
 
     def _scores(self, outputs, score: str):
         """All-class scores of the requested kind from the raw outputs."""
@@ -557,6 +788,7 @@ class Model:
 
     def _score(self, score: str | None) -> str:
         """The score to use (default: the adapter's), checked against what the model outputs."""
+        self._check_classes("class scores")
         score = check_score(self.score if score is None else score)
         if score == "logit" and self.output_kind == "probabilities" and self.binary is None:
             self.num_classes  # noqa: B018 (one probe call tells whether the head is binary)
@@ -596,18 +828,50 @@ class Model:
             concrete = self._compiled[key] = _trace(build())
         return concrete
 
-    def traced_gradients(self, images, targets, *, score: str | None = None):
-        """Inside a trace: (gradient of each target score w.r.t. the images, all-class scores).
+    def objective(self, targets, score: str | None = None):
+        """What compiled functions differentiate for resolved `targets`, as a part of their
+        key: the checked score name (None: the adapter's) for class targets; for a callable
+        target (a `TargetFunction`) its callable, compared by identity (the same object
+        reuses the compiled functions, another one traces anew).
+
+        Raises:
+            TfsalError: for a bad score, class targets on an output that is no class vector,
+                or a score given with a callable target (its values are differentiated as
+                they are).
+        """
+        if isinstance(targets, TargetFunction):
+            if score is not None:
+                raise TfsalError(f"expected score=None with a callable target (its values are "
+                                 f"differentiated as they are), received score={score!r}")
+            return _ByIdentity(targets.function)
+        return self._score(score)
+
+    def traced_gradients(self, images, targets, *, score=None):
+        """Inside a trace: (gradient of each target's value w.r.t. the images, the values it
+        comes from: all-class scores (N, classes) for class targets, the (N,) values of a
+        callable target).
 
         The building block for compiled loops; eager callers use `input_gradients`.
+
+        Args:
+            score: a score name (None: the adapter's), or what `objective` returns (a
+                callable target's key; `targets` are then unused).
         """
-        score = self._score(score)
+        objective = score if isinstance(score, _ByIdentity) else self._score(score)
         with tf.GradientTape() as tape:
             tape.watch(images)
-            out, _ = self._forward(images)
-            scores = self._scores(out, score)
-            total = tf.reduce_sum(tf.gather(scores, targets, batch_dims=1))
-        return self._gradients(tape, total, [images])[0], scores
+            out, _ = self._forward(images, output=_output_for(objective))
+            if isinstance(objective, _ByIdentity):
+                scores = self._target_values(out, objective.function)
+                total = tf.reduce_sum(scores)
+            else:
+                scores = self._scores(out, objective)
+                total = tf.reduce_sum(tf.gather(scores, targets, batch_dims=1))
+        gradient = self._gradients(tape, total, [images])[0]
+        if gradient is None and isinstance(objective, _ByIdentity):
+            raise TfsalError("expected a callable target computed from the model's outputs, "
+                             "received one whose values do not depend on them")
+        return gradient, scores
 
     def traced_scores(self, images, *, score: str | None = None):
         """Inside a trace: all-class scores of the chosen kind."""
@@ -615,25 +879,33 @@ class Model:
         return self._scores(out, self._score(score))
 
     def _build_outputs(self):
-        """What the model returns (logits recovered from a softmax head), all classes."""
+        """What the model returns (logits recovered from a softmax head), all classes; not
+        checked to be a class vector (the probes that find out use it)."""
         def outputs(images):
-            return self._forward(images)[0]
+            return self._forward(images, output="head")[0]
         return tf.function(outputs, input_signature=self._signature()[:1], autograph=False)
+
+    def _build_values(self, objective):
+        def values(images, targets):
+            out, _ = self._forward(images, output=_output_for(objective))
+            return self._selected(out, targets, objective)
+        return tf.function(values, input_signature=self._signature(), autograph=False)
 
     def _build_scores(self, score):
         def scores(images):
             return self._scores(self._forward(images)[0], score)
         return tf.function(scores, input_signature=self._signature()[:1], autograph=False)
 
-    def _build_input_gradients(self, score, rule):
+    def _build_input_gradients(self, objective, rule):
         # Two fixed signatures, no defaults: a default argument makes every call of the
         # concrete function re-bind its inputs at every call.
         def input_gradients(images, targets):
-            grads, _, _, selected = self._rule_gradients(images, targets, score, rule, None)
+            grads, _, _, selected = self._rule_gradients(images, targets, objective, rule, None)
             return grads, selected
 
         def input_gradients_from(images, targets, reference):
-            grads, _, _, selected = self._rule_gradients(images, targets, score, rule, reference)
+            grads, _, _, selected = self._rule_gradients(images, targets, objective, rule,
+                                                         reference)
             return grads, selected
 
         if rule is not None and rule.needs_reference:
@@ -641,9 +913,9 @@ class Model:
                                autograph=False)
         return tf.function(input_gradients, input_signature=self._signature(), autograph=False)
 
-    def _build_layer_gradients(self, score, layers, rule):
+    def _build_layer_gradients(self, objective, layers, rule):
         def layer_gradients(images, targets):
-            _, features, grads, selected = self._rule_gradients(images, targets, score, rule,
+            _, features, grads, selected = self._rule_gradients(images, targets, objective, rule,
                                                                  None, capture=layers)
             return tuple(features), tuple(grads), selected
         return tf.function(layer_gradients, input_signature=self._signature(), autograph=False)
@@ -660,22 +932,23 @@ class Model:
             raise TfsalError(f"expected images of size {self.input_size[0]}x{self.input_size[1]} "
                              f"(the model's input), received {images.shape[1]}x{images.shape[2]}")
 
-    def _batched(self, fn, images: np.ndarray, *arrays: np.ndarray):
+    def _batched(self, fn, images: np.ndarray, *arrays: np.ndarray, classes: bool = True):
         """Call `fn` over chunks of `batch_size` of images (and arrays aligned with them);
         concatenate each returned part (nested tuples are flattened). A chunk that runs out
-        of memory is halved and retried (`Chunker`)."""
+        of memory is halved and retried (`Chunker`). `classes`: `fn` computes class scores
+        (False: a callable target's values, which need no probe of the output)."""
         self.check_size(images)
-        if self._unprobed:  # a callable of unknown input size, at its first call
+        if classes and self._unprobed:  # a callable of unknown input size, at its first call
             self._unprobed = False
             self._refuse_probabilities(images.shape[1:3], several_classes=False)
+            self._check_classes()
 
         def call(start, stop):
             chunk = slice(start, stop)
             try:
                 out = fn(tf.constant(images[chunk]), *(tf.constant(a[chunk]) for a in arrays))
             except tf.errors.InvalidArgumentError as exc:  # e.g. too small for the model's convs
-                raise TfsalError(f"expected images the model can process, received shape "
-                                 f"{images.shape}: {_first_line(exc)}") from None
+                raise invalid_argument(exc, images.shape) from None
             # Half-precision results (mixed-precision models' activations) come back as
             # float32: NumPy cannot compute with bfloat16, and sums in float16 lose precision.
             return [np.asarray(tf.cast(t, tf.float32) if t.dtype in (tf.float16, tf.bfloat16)
@@ -693,16 +966,26 @@ class Model:
 
     def predicted_classes(self, images) -> np.ndarray:
         """Arg-max class of every image, (N,) int32 (binary heads: 1 where z > 0)."""
+        self._check_classes("predicted classes")
         score = "logit" if self.output_kind == "logits" else "probability"
         return np.argmax(self._batched(self._fn(self._build_scores, score),
                                        as_batch(images)),
                          axis=-1).astype(np.int32)
 
-    def resolve_targets(self, images, targets) -> np.ndarray:
+    def resolve_targets(self, images, targets) -> np.ndarray | TargetFunction:
         """Validated int32 targets (N,); None (or "top1") becomes the predicted classes,
         "top2", "top3", ... each image's second, third, ... best class
-        (`tfsal.targets.resolve_targets`)."""
+        (`tfsal.targets.resolve_targets`). A callable target becomes a
+        `tfsal.targets.TargetFunction` for the N images (returned as it is when already one)."""
         images = as_batch(images)
+        if isinstance(targets, TargetFunction):
+            if len(targets) != len(images):
+                raise TfsalError(f"expected a callable target resolved for {len(images)} "
+                                 f"images, received one for {len(targets)}")
+            return targets
+        if is_target_function(targets):
+            return TargetFunction(targets, len(images))
+        self._check_classes("class targets")
         score = "logit" if self.output_kind == "logits" else "probability"
         return resolve_targets(targets, len(images), self.num_classes,
                                predict=lambda: self.predicted_classes(images),
@@ -710,9 +993,14 @@ class Model:
                                    self._fn(self._build_scores, score), images))
 
     def target_scores(self, images, targets=None, *, score: str | None = None) -> np.ndarray:
-        """The score of each image's target class, (N,) float32."""
+        """The score of each image's target class, (N,) float32; for a callable target, its
+        values."""
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
+        if isinstance(targets, TargetFunction):
+            objective = self.objective(targets, score)
+            return self._batched(self._fn(self._build_values, objective), images,
+                                 fed_indices(targets), classes=False)
         return np.take_along_axis(self.predict(images, score=score), targets[:, None], 1)[:, 0]
 
     def input_gradients(self, images, targets=None, *, score: str | None = None, rule=None,
@@ -728,7 +1016,7 @@ class Model:
         """
         images = as_batch(images)
         targets = self.resolve_targets(images, targets)
-        score = self._score(score)
+        objective = self.objective(targets, score)
         extra = ()
         if rule is not None and rule.needs_reference:
             if reference is None or np.shape(reference) != images.shape:
@@ -736,8 +1024,9 @@ class Model:
                                  f"{type(rule).__name__}, received "
                                  f"{None if reference is None else np.shape(reference)}")
             extra = (np.asarray(reference, np.float32),)
-        grads, scores = self._batched(self._fn(self._build_input_gradients, score, rule),
-                                      images, targets, *extra)
+        grads, scores = self._batched(self._fn(self._build_input_gradients, objective, rule),
+                                      images, fed_indices(targets), *extra,
+                                      classes=not isinstance(objective, _ByIdentity))
         return (grads, scores) if return_scores else grads
 
     def layer_gradients(self, images, targets=None, *, layer=None, score: str | None = None,
@@ -771,9 +1060,10 @@ class Model:
             raise TfsalError(f"expected layers a list of layer names, paths or indices, "
                              f"received {layers!r}") from None
         paths = tuple(dict.fromkeys(self.resolve_layer(layer) for layer in layers))
-        score = self._score(score)
-        flat = self._batched(self._fn(self._build_layer_gradients, score, paths, rule),
-                             images, targets)
+        objective = self.objective(targets, score)
+        flat = self._batched(self._fn(self._build_layer_gradients, objective, paths, rule),
+                             images, fed_indices(targets),
+                             classes=not isinstance(objective, _ByIdentity))
         k = len(paths)
         return {path: (flat[i], flat[k + i]) for i, path in enumerate(paths)}
 
@@ -888,3 +1178,73 @@ class Model:
         output = "auto" if self.output_kind == "logits" else self.output_kind
         return Model(keras_model, preprocess=self.preprocess, score=self.score, output=output,
                      batch_size=self.batch_size, class_names=self.class_names, name=name)
+
+    # ---- attention: the scores of keras.layers.MultiHeadAttention layers
+    # (tfsal.methods.attention). Their gradients come from `layers_gradients` with the layer
+    # path + ":attention" (`attention_gradients`), in the same trace as every other gradient.
+    def attention_layers(self) -> list[str]:
+        """Paths of the model's `keras.layers.MultiHeadAttention` layers, in execution order
+        (also those inside nested models and inside custom layers, e.g. "block1/attention").
+
+        Raises:
+            TfsalError: for a model whose layers tfsal cannot reach (loaded SavedModel / hub
+                graphs, opaque callables) or one without attention layers.
+        """
+        runner = self._require_runner(
+            "attention maps", hint="; plain-gradient methods (vanilla_gradient, smoothgrad, "
+                                   "integrated_gradients) work on any model")
+        paths = runner.attention_paths()
+        if not paths:
+            runner.resolve_attention(-1)  # raises, naming the model's layers
+        return paths
+
+    def resolve_attention_layers(self, layers) -> tuple[str, ...]:
+        """Exact attention-layer paths from names, paths or indices (None: all of them)."""
+        paths = self.attention_layers()
+        if layers is None:
+            return tuple(paths)
+        if isinstance(layers, (str, int, np.integer)):
+            layers = [layers]
+        runner = self.runner
+        return tuple(dict.fromkeys(
+            runner.resolve_attention(int(layer) if isinstance(layer, np.integer) else layer)
+            for layer in layers))
+
+    def attention_scores(self, images, *, layers=None) -> dict:
+        """The attention weights of attention layers (the softmax rows each query token
+        spreads over the key tokens), as their layers compute them in the forward pass.
+
+        Args:
+            layers: attention-layer names, paths or indices (None: every attention layer).
+
+        Returns:
+            dict path -> float32 (N, heads, queries, keys), in execution order.
+        """
+        paths = self.resolve_attention_layers(layers)
+        found = self._batched(self._fn(self._build_attention_scores, paths), as_batch(images))
+        found = found if isinstance(found, tuple) else (found,)
+        return dict(zip(paths, found))
+
+    def attention_gradients(self, images, targets=None, *, layers=None,
+                            score: str | None = None) -> dict:
+        """Attention weights and the gradient of each target score with respect to them.
+
+        Returns:
+            dict path -> (scores, gradients), each float32 (N, heads, queries, keys).
+        """
+        from tfsal.graph import ATTENTION
+
+        paths = self.resolve_attention_layers(layers)
+        found = self.layers_gradients(images, targets, layers=[p + ATTENTION for p in paths],
+                                      score=score)
+        return {p: found[p + ATTENTION] for p in paths}
+
+    def _build_attention_scores(self, paths):
+        from tfsal.graph import ATTENTION
+
+        def attention_scores(images):
+            _, captured = self._forward(images, capture_outputs=tuple(p + ATTENTION
+                                                                      for p in paths))
+            return tuple(captured[p + ATTENTION] for p in paths)
+        return tf.function(attention_scores, input_signature=self._signature()[:1],
+                           autograph=False)

@@ -38,7 +38,7 @@ from tfsal.loading import as_model
 from tfsal.model import Chunker
 from tfsal.progress import progress_bar
 from tfsal.selection import select
-from tfsal.targets import resolve_targets
+from tfsal.targets import is_target_function, needs_classes, resolve_targets
 
 LEVELS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 0.95)
 STEPS_PER_LEVEL = 10
@@ -260,7 +260,8 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
         targets: int, int array (N,), an int array (N, K) for K targets per image (e.g. the
-            top-2 classes; items are image-major), or None for the predicted class.
+            top-2 classes; items are image-major), or None for the predicted class. Callable
+            targets are refused: the loop follows and records the softmax over the classes.
         levels: increasing fractions of pixels in [0, 1] to blur, one stage each.
         steps_per_level: steps at each level.
         step_size: h, the scale of the step along the sensitivity.
@@ -276,12 +277,17 @@ def nonlinear_saliency(model, images, targets=None, *, levels=LEVELS,
         a `Trajectory`.
 
     Raises:
-        TfsalError: for bad levels, steps, step size, sigma, background or targets.
+        TfsalError: for bad levels, steps, step size, sigma, background or targets (a callable
+            target included).
 
     Example:
         >>> t = tfsal.nonlinear_saliency("shapes-cnn", images, targets=3)
         >>> t.best_probability, t.maps[:, -1]
     """
+    if is_target_function(targets):
+        raise TfsalError(needs_classes(
+            "the nonlinear saliency loop (it follows and records the softmax over the "
+            "classes)", getattr(targets, "function", targets)))
     model = as_model(model)
     images = check_images(images)
     model.check_size(images)

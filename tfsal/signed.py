@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tfsal.errors import TfsalError
 from tfsal.methods._base import attribution_method
+from tfsal.targets import TargetFunction, needs_classes
 
 
 @dataclass(frozen=True)
@@ -42,17 +44,26 @@ def signed_maps(model, images, targets=None) -> SignedMaps:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
         targets: int, int array (N,), or None for the predicted class (the paper's choice).
+            A callable target is refused: active and inactive maps compare the target's
+            logit gradient with every other class's.
 
     Returns:
         a `SignedMaps` of (N, H, W) maps; standard == max(positive, negative).
 
     Raises:
-        TfsalError: for bad images or targets.
+        TfsalError: for bad images or targets, a callable target, or an output that is no
+            class vector.
 
     Example:
         >>> maps = tfsal.signed_maps("shapes-cnn", images)
         >>> curve = tfsal.metrics.allegiance_curve("shapes-cnn", images, maps.positive)
     """
+    if isinstance(targets, TargetFunction):
+        raise TfsalError(needs_classes(
+            "signed maps (active and inactive maps compare the target's logit gradient with "
+            "every other class's)", targets.function,
+            instead="vanilla_gradient gives a callable target's gradient, whose positive and "
+                    "negative parts are the positive and negative maps"))
     gradient = model.input_gradients(images, targets, score="logit")
     others_max, others_min = _other_class_extremes(model, images, targets)
     active = np.where(gradient > others_max, gradient, 0)

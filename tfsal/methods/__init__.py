@@ -22,6 +22,12 @@ NAMES = ("vanilla_gradient", "gradient_x_input", "smoothgrad", "vargrad",
          "integrated_gradients", "cam", "grad_cam", "guided_backprop", "deconvnet", "rectgrad",
          "guided_grad_cam", "deeplift", "epsilon_lrp")
 
+# Methods for models with keras.layers.MultiHeadAttention layers (vision transformers), in
+# the order of `ATTENTION_METHODS`. Not in `NAMES`, the methods that apply to every image
+# classifier (what iterating `METHODS` and `--method all` give); they are found by name
+# (`resolve_method`, `METHODS["attention_rollout"]`, `tfsal explain --method`).
+ATTENTION_NAMES = ("attention_map", "attention_rollout", "gradient_rollout", "token_grad_cam")
+
 # Other spellings -> the name. Matched after lower-casing and turning "-" and spaces into "_"
 # ("Grad-CAM" is grad_cam).
 ALIASES = {
@@ -54,16 +60,18 @@ _HOMES = {
     "guided_backprop": "rectified", "deconvnet": "rectified", "rectgrad": "rectified",
     "guided_grad_cam": "rectified", "layer_attributions": "rectified",
     "deeplift": "relevance", "epsilon_lrp": "relevance",
+    "attention_map": "attention", "attention_rollout": "attention",
+    "gradient_rollout": "attention", "token_grad_cam": "attention", "token_grid": "attention",
 }
 
 
 def _canonical(name) -> str | None:
     if not isinstance(name, str):
         return None
-    if name in NAMES:
+    if name in NAMES or name in ATTENTION_NAMES:
         return name
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return key if key in NAMES else ALIASES.get(key)
+    return key if key in NAMES or key in ATTENTION_NAMES else ALIASES.get(key)
 
 
 def resolve_method(name: str) -> str:
@@ -83,14 +91,15 @@ def resolve_method(name: str) -> str:
         raise TfsalError(f"expected a method name (str), received {type(name).__name__}")
     guesses = suggest_methods(name)
     hint = f"; did you mean {' or '.join(guesses)}?" if guesses else ""
-    raise TfsalError(f"expected a method name from {list(NAMES)} or an alias (tfsal methods), "
-                     f"received {name!r}{hint}")
+    raise TfsalError(f"expected a method name from {list(NAMES + ATTENTION_NAMES)} or an alias "
+                     f"(tfsal methods), received {name!r}{hint}")
 
 
 def suggest_methods(name: str) -> list[str]:
     """The methods whose names or aliases are closest to a mistyped `name` (difflib)."""
     key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    close = difflib.get_close_matches(key, [*NAMES, *ALIASES], n=4, cutoff=0.6)
+    close = difflib.get_close_matches(key, [*NAMES, *ATTENTION_NAMES, *ALIASES], n=4,
+                                      cutoff=0.6)
     return list(dict.fromkeys(_canonical(c) for c in close))
 
 
@@ -113,16 +122,20 @@ def method_parameters(method) -> dict[str, inspect.Parameter]:
 
 class MethodTable(dict):
     """name -> method function, keyed by the methods' one names; looking up an alias (or
-    `in`) finds its method too, iterating gives each method once."""
+    `in`) finds its method too, iterating gives each method once. The attention methods are
+    found by name but not iterated (`ATTENTION_NAMES`)."""
 
     def __missing__(self, key):
         found = _canonical(key)
+        if found in ATTENTION_NAMES:
+            return __getattr__(found)
         if found is None or found == key:
             raise KeyError(key)
         return self[found]
 
     def __contains__(self, key) -> bool:
-        return _canonical(key) is not None and dict.__contains__(self, _canonical(key))
+        found = _canonical(key)
+        return found is not None and (dict.__contains__(self, found) or found in ATTENTION_NAMES)
 
     def get(self, key, default=None):
         return self[key] if key in self else default
@@ -133,6 +146,8 @@ def __getattr__(name: str):
         return globals()[name]
     if name == "METHODS":
         value = MethodTable((n, __getattr__(n)) for n in NAMES)
+    elif name == "ATTENTION_METHODS":
+        value = {n: __getattr__(n) for n in ATTENTION_NAMES}
     elif name in _HOMES:
         value = getattr(importlib.import_module(f"{__name__}.{_HOMES[name]}"), name)
     else:
@@ -157,9 +172,10 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["ALIASES", "METHODS", "NAMES", "MethodTable", "aliases_of", "cam",
+__all__ = ["ALIASES", "ATTENTION_METHODS", "ATTENTION_NAMES", "METHODS", "NAMES",
+           "MethodTable", "aliases_of", "attention_map", "attention_rollout", "cam",
            "completeness_delta", "deconvnet", "deeplift", "epsilon_lrp", "grad_cam",
-           "gradient_x_input", "guided_backprop", "guided_grad_cam", "integrated_gradients",
-           "layer_attributions", "make_baseline", "method_parameters", "path_schedule",
-           "rectgrad", "resolve_method", "smoothgrad", "suggest_methods", "vanilla_gradient",
-           "vargrad"]
+           "gradient_rollout", "gradient_x_input", "guided_backprop", "guided_grad_cam",
+           "integrated_gradients", "layer_attributions", "make_baseline",
+           "method_parameters", "path_schedule", "rectgrad", "resolve_method", "smoothgrad",
+           "suggest_methods", "token_grad_cam", "token_grid", "vanilla_gradient", "vargrad"]

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfsal.devices import upload
-from tfsal.errors import TfsalError
-from tfsal.model import Chunker, Model
+from tfsal.model import Chunker, Model, invalid_argument
+from tfsal.targets import fed_indices
 
 
 def sum_over_points_on_device(
@@ -46,7 +46,8 @@ def sum_over_points_on_device(
         attribute: inside the trace, (inputs, targets of the pairs) -> their maps.
         data: arrays (or tensors already uploaded) handed to `point_images`, first axis
             free; uploaded once.
-        targets: (N,) int32, one per image.
+        targets: (N,) int32, one per image, or a callable target's `TargetFunction` (its
+            callable is in `key`, through `Model.objective`).
         weights: (n_points,) float64.
         squares: also sum the weighted squares.
 
@@ -60,7 +61,7 @@ def sum_over_points_on_device(
                                 lambda: _attributed(point_images, attribute, shapes))
     weighted = model.compiled(("sum_over_points", "weighted", squares),
                               lambda: _weighted(squares))
-    inputs = [upload(a) for a in data] + [upload(np.asarray(targets, np.int32))]
+    inputs = [upload(a) for a in data] + [upload(fed_indices(targets))]
     weights = upload(np.asarray(weights, np.float64))
     count = tf.constant(n_images)
     chunker = Chunker(batch)
@@ -118,6 +119,4 @@ def _call(function, data, *args):
     try:
         return function(*args)
     except tf.errors.InvalidArgumentError as exc:  # e.g. too small for the model's convs
-        first = (exc.message or str(exc)).strip().splitlines()[0]
-        raise TfsalError(f"expected images the model can process, received shape "
-                         f"{tuple(data[0].shape)}: {first}") from None
+        raise invalid_argument(exc, data[0].shape) from None

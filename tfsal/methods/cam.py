@@ -14,6 +14,7 @@ import numpy as np
 
 from tfsal.errors import TfsalError
 from tfsal.methods._base import attribution_method
+from tfsal.targets import TargetFunction, needs_classes
 
 
 @attribution_method
@@ -23,18 +24,26 @@ def cam(model, images, targets=None) -> np.ndarray:
     Args:
         model: a `tfsal.Model` (or loadable) ending in GlobalAveragePooling2D + Dense.
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class (a callable target is
+            refused: CAM weights the feature maps by one class's row of the dense head; use
+            `grad_cam`, which differentiates it).
 
     Returns:
         float32 (N, h, w), signed, at the feature map's resolution.
 
     Raises:
-        TfsalError: if the model has no global-average-pool + dense head.
+        TfsalError: if the model has no global-average-pool + dense head, or for a callable
+            target.
 
     Example:
         >>> maps = tfsal.cam("shapes-cnn", images)
         >>> big = tfsal.visualize.upsample(maps, images.shape[1:3])
     """
+    if isinstance(targets, TargetFunction):
+        raise TfsalError(needs_classes(
+            "CAM (it weights the feature maps by the target class's row of the dense head)",
+            targets.function, instead="grad_cam differentiates a callable target at the same "
+                                      "feature map"))
     gap_path, kernel = model.cam_head()
     features = model.layer_inputs(images, layer=gap_path)
     return np.einsum("nhwk,kn->nhw", features, kernel[:, targets]).astype(np.float32)
@@ -47,7 +56,9 @@ def grad_cam(model, images, targets=None, *, layer=None, score: str | None = Non
     Args:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`), e.g. a segmentation
+            class summed over a region.
         layer: layer name, nested path ("base/conv5_block3_out") or index; None finds the last
             convolutional feature map.
         score: differentiated score ("logit" by default, as in the paper).

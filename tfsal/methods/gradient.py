@@ -40,7 +40,8 @@ def vanilla_gradient(model, images, targets=None, *, score: str | None = None) -
     Args:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`).
         score: "logit" (default of the adapter), "probability" or "log_probability".
 
     Returns:

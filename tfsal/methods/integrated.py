@@ -126,7 +126,8 @@ def integrated_gradients(model, images, targets=None, *, baseline="black", steps
     Args:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`).
         baseline: "black", "white", "noise", "blur", a scalar or an array (see `make_baseline`).
         steps: number of path points (gradient evaluations per image).
         schedule: quadrature rule, one of `SCHEDULES`.
@@ -170,15 +171,16 @@ def _mean_gradient(model, base, diff, alphas, weights, targets, score):
     from tfsal.methods._on_device import sum_over_points_on_device
 
     model.check_size(base)
+    objective = model.objective(targets, score)
 
     def path_point(arrays, i, j):
         start, step, nodes = arrays
         return tf.gather(start, i) + tf.gather(nodes, j)[:, None, None, None] * tf.gather(step, i)
 
     def gradient(batch, batch_targets):
-        return model.traced_gradients(batch, batch_targets, score=score)[0]
+        return model.traced_gradients(batch, batch_targets, score=objective)[0]
 
-    return sum_over_points_on_device(model, ("integrated_gradients", score), path_point,
+    return sum_over_points_on_device(model, ("integrated_gradients", objective), path_point,
                                      gradient, (base, diff, alphas), targets, weights)
 
 

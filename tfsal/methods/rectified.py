@@ -32,7 +32,8 @@ def guided_backprop(model, images, targets=None, *, score: str | None = None) ->
     Args:
         model: a Keras functional/sequential model adapter (`tfsal.Model` or loadable).
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`).
         score: differentiated score ("logit" by default).
 
     Returns:
@@ -71,7 +72,8 @@ def rectgrad(model, images, targets=None, *, percentile: float = 98, padding_tri
     Args:
         model: a Keras functional/sequential model adapter (`tfsal.Model` or loadable).
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`).
         percentile: q in [0, 100]; τ is the q-th percentile ("nearest") of a · R per sample and
             layer. Ignored when `threshold` is given.
         padding_trick: zero the border of the gradient arriving at SAME-padded convolutions.

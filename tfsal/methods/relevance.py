@@ -35,7 +35,8 @@ def deeplift(model, images, targets=None, *, baseline="black", score: str | None
     Args:
         model: a Keras functional/sequential model adapter (`tfsal.Model` or loadable).
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class.
+        targets: int, int array (N,), or None for the predicted class; or a callable from
+            the model's output to one value per image (`tfsal.targets`).
         baseline: "black", "white", "noise", "blur", a scalar or an array (see `make_baseline`).
         score: differentiated score ("logit" by default).
         seed: randomness of the "noise" baseline.

@@ -46,7 +46,8 @@ def smoothgrad(model, images, targets=None, *, method=vanilla_gradient, n_sample
     Args:
         model: a `tfsal.Model` or anything `tfsal.load_model` accepts.
         images: float32 (N, H, W, 3) in [0, 1].
-        targets: int, int array (N,), or None for the predicted class (of the clean image).
+        targets: int, int array (N,), or None for the predicted class (of the clean image);
+            or a callable from the model's output to one value per image (`tfsal.targets`).
         method: the wrapped attribution method (a tfsal method or any callable
             `(model, images, targets) -> maps`). `vanilla_gradient` and
             `gradient_x_input` (pixels) run wholly on the device; other methods are called
@@ -145,6 +146,7 @@ def _noisy_sums_on_device(model, images, targets, sigma, seed, weights, plain, *
     from tfsal.methods._on_device import sum_over_points_on_device
 
     kind, score = plain
+    objective = model.objective(targets, score)
     model.check_size(images)
     clean, spread = upload(images), upload(sigma)
 
@@ -154,7 +156,7 @@ def _noisy_sums_on_device(model, images, targets, sigma, seed, weights, plain, *
             noise, j)
 
     def attribute(batch, batch_targets):
-        gradients, _ = model.traced_gradients(batch, batch_targets, score=score)
+        gradients, _ = model.traced_gradients(batch, batch_targets, score=objective)
         return gradients * batch if kind == "gradient_x_input" else gradients
 
     per_group = _samples_per_upload(len(images), images[0].nbytes, model.batch_size)
@@ -163,7 +165,7 @@ def _noisy_sums_on_device(model, images, targets, sigma, seed, weights, plain, *
         stop = min(start + per_group, len(weights))
         noise = upload(noise_table(seed, start, stop, images.shape[1:]))  # no host copy kept
         part = sum_over_points_on_device(
-            model, ("smoothgrad", kind, score), noisy, attribute, (clean, spread, noise),
+            model, ("smoothgrad", kind, objective), noisy, attribute, (clean, spread, noise),
             targets, weights[start:stop], squares=squares)
         part = part if squares else (part,)
         sums = part if sums is None else tuple(a + b for a, b in zip(sums, part))

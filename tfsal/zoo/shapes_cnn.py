@@ -30,6 +30,7 @@ class ModelInfo:
             masks are known) or "photos" (natural RGB photos, ImageNet classes).
         extra: the pip extra of tfsal the model needs (`pip install "tfsal[<extra>]"`), or
             None for a model that ships inside the package.
+        kind: "cnn" or "vit" (a vision transformer, explained by the attention methods too).
     """
 
     name: str
@@ -41,6 +42,7 @@ class ModelInfo:
     metadata: Path | None
     data: str = "shapes"
     extra: str | None = None
+    kind: str = "cnn"
 
     def facts(self) -> dict:
         """The training record written by scripts/train_zoo.py (empty if absent)."""
