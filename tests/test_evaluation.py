@@ -177,16 +177,26 @@ def test_shift_finds_the_gradient_invariant_and_gradient_x_input_not(model, data
 def test_roar_command_writes_every_accuracy_and_the_areas(tmp_path, capsys):
     out = tmp_path / "roar"
     assert main(["evaluate", "roar", "--method", "vanilla", "--n-train", "48", "--generated",
-                 "16", "--epochs", "1", "--repeats", "1", "--out", str(out)]) == 0
+                 "16", "--epochs", "1", "--repeats", "1", "--fractions", "0.2,0.8",
+                 "--out", str(out)]) == 0
     saved = json.loads((out / "results.json").read_text())
     assert set(saved["summary"]) == {"vanilla_gradient", "random"}
     rows = _rows(out / "results.csv")
-    assert {(r["method"], r["mode"]) for r in rows} == {
-        (m, mode) for m in ("vanilla_gradient", "random") for mode in ("roar", "kar")}
+    assert {(r["method"], r["mode"], float(r["fraction"])) for r in rows} == {
+        (m, mode, f) for m in ("vanilla_gradient", "random") for mode in ("roar", "kar")
+        for f in (0.2, 0.8)}
     assert all(0.0 <= float(r["accuracy"]) <= 1.0 for r in rows)
     random = saved["summary"]["random"]  # KAR mirrors ROAR for the random ranking
     assert random["roar_auc"] + random["kar_aoc"] == pytest.approx(1.0)
     assert (out / "roar.png").exists() and (out / "kar.png").exists()
+
+
+def test_roar_command_refuses_fractions_outside_the_unit_interval(tmp_path, capsys):
+    for text in ("0.5,1.2", "0.2,x"):
+        assert main(["evaluate", "roar", "--method", "vanilla", "--fractions", text,
+                     "--out", str(tmp_path / "roar")]) == 2
+        assert "fractions" in capsys.readouterr().err
+    assert not (tmp_path / "roar").exists()
 
 
 def test_patch_command_scores_each_method_in_the_corner(tmp_path):

@@ -207,18 +207,21 @@ def evaluate_patch(methods, *, n_train: int, n_eval: int, epochs: int, out,
 
 
 def evaluate_roar(model, methods, *, n_train: int, n_test: int, epochs: int, repeats: int,
-                  out, seed: int = 0) -> Evaluation:
+                  out, seed: int = 0, fractions=None) -> Evaluation:
     """`roar_kar` on generated data (train stream 1, test stream 2) with `model`'s maps;
-    results.csv/json (ROAR AUC, KAR AOC per method) and the two accuracy curves."""
+    results.csv/json (ROAR AUC, KAR AOC per method) and the two accuracy curves.
+    `fractions`: removed (ROAR) / kept (KAR); None: `tfsal.experiments.roar.FRACTIONS`."""
     from tfsal.data import make_dataset
     from tfsal.experiments import TrainingRecipe, roar_kar
+    from tfsal.experiments.roar import FRACTIONS
 
     model = as_model(model)
     size = model.input_size[0] if model.input_size else 64
     result = roar_kar(list(methods), train=make_dataset(n_train, size=size, seed=1),
                       test=make_dataset(n_test, size=size, seed=2),
                       trainer=TrainingRecipe(epochs=epochs), repeats=repeats, seed=seed,
-                      model=model, progress=True)
+                      model=model, progress=True,
+                      fractions=FRACTIONS if fractions is None else fractions)
     rows = [(name, mode, float(f), r, float(acc))
             for mode, table in (("roar", result.roar), ("kar", result.kar))
             for name, per_fraction in zip(result.methods, table)
