@@ -29,7 +29,10 @@ GENERATED_SEED = 2  # the embedded models' held-out test seed
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "runner", None) is None:  # only Beam takes other options
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.beam_options = unknown
     try:
         return args.run(args)
     except TfsalError as exc:
@@ -91,7 +94,21 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--overwrite", action="store_true",
                          help="recompute maps whose files exist (default: resume, keeping maps "
                               "made from the same input bytes with the same model and settings)")
-    explain.set_defaults(run=_explain)
+    beam = explain.add_argument_group(
+        "Apache Beam (pip install \"tfsal[beam]\"); other --options go to Beam's "
+        "PipelineOptions, written --name=value")
+    beam.add_argument("--runner", default=None,
+                      help="run as a Beam pipeline: DirectRunner, DataflowRunner, FlinkRunner, "
+                           "SparkRunner, ...; IMAGES are then globs on any Beam file system "
+                           "(default: no Beam, this process)")
+    beam.add_argument("--metric", action="append", default=None,
+                      help="with --runner: a per-image metric aggregated over the data set "
+                           "(deletion, insertion, allegiance, total_variation, "
+                           "nonzero_fraction, all; repeatable; default: none)")
+    beam.add_argument("--tfrecord", action="store_true",
+                      help="with --runner: IMAGES is a glob of TFRecord files of encoded "
+                           "images (raw, or tf.train.Example with image/encoded)")
+    explain.set_defaults(run=_explain, beam_options=[])
 
     nonlinear = command("nonlinear", help="nonlinear saliency maps and the paper's figures")
     nonlinear.add_argument("images", nargs="+", type=Path,
@@ -148,6 +165,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="patch / roar: epochs of each training")
     evaluate.add_argument("--repeats", type=int, default=3,
                           help="roar: trainings per method and fraction")
+    evaluate.add_argument("--fractions", default="0.1,0.3,0.5,0.7,0.9",
+                          help="roar: fractions removed (ROAR) and kept (KAR), comma-separated")
     evaluate.add_argument("--out", type=Path, default=Path("tfsal_eval"), help="output folder")
     evaluate.set_defaults(run=_evaluate)
 
@@ -171,7 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(run=_reproduce)
 
     demo = command("demo", help="real photos explained by EfficientNet-Lite0, then every "
-                                "method on generated images of the embedded model")
+                                "method on generated images of the embedded model, and the "
+                                "attention methods on the embedded ViT")
     demo.add_argument("--n-images", type=int, default=6,
                       help="generated images for the embedded model")
     demo.add_argument("--photos", type=int, default=None,
@@ -481,6 +501,13 @@ def _explain(args) -> int:
     params = _params(args.param, args.layer)
     _check_target(args.target)
     _check_model_options(args)
+    if args.runner is not None or args.metric or args.tfrecord:
+        from tfsal.beam.cli import explain_on_beam  # TfsalError naming the extra if missing
+
+        return explain_on_beam(args, _methods_with_options(names, params),
+                               preprocess=_preprocess(args.preprocess),
+                               class_names=_read_labels(args.labels),
+                               image_options=_image_options(args))
     out = runs.check_out(args.out)
     inputs, problems = runs.find_inputs(args.images, out)
     methods = _methods_with_options(names, params)
@@ -718,11 +745,15 @@ def _evaluate(args) -> int:
             out=args.out, seed=args.seed), args.out)
     from tfsal.evaluation import evaluate, evaluate_roar
 
-    model = _load(args)
     if args.metric == "roar":
+        from tfsal.metrics.roar import check_fractions
+
+        fractions = check_fractions(_numbers(args.fractions, "--fractions"))
         return _print_evaluation(evaluate_roar(
-            model, methods, n_train=args.n_train, n_test=args.generated or 100,
-            epochs=args.epochs, repeats=args.repeats, out=args.out), args.out)
+            _load(args), methods, n_train=args.n_train, n_test=args.generated or 100,
+            epochs=args.epochs, repeats=args.repeats, out=args.out, fractions=fractions),
+            args.out)
+    model = _load(args)
     if paths is not None:
         images = _load_images(paths, model.input_size, args.fit)
         masks = None if mask_files is None else _load_masks(mask_files, images,
@@ -732,6 +763,14 @@ def _evaluate(args) -> int:
     return _print_evaluation(evaluate(model, images, args.metric, methods=methods, masks=masks,
                                       fill=fill, reduction=args.reduction, out=args.out),
                              args.out)
+
+
+def _numbers(text: str, option: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise TfsalError(f"expected {option} comma-separated numbers, received {text!r}") \
+            from None
 
 
 def _fill(text: str):
@@ -799,7 +838,9 @@ def _reproduce(args) -> int:
     from tfsal.reproduce.run import reproduce
 
     check_out(args.out)
-    shapes_models = [n for n in zoo.available() if zoo.info(n).data == "shapes"]
+    # The papers' models: the shapes CNNs (the ViT is for the attention methods).
+    shapes_models = [n for n in zoo.available()
+                     if zoo.info(n).data == "shapes" and zoo.info(n).kind == "cnn"]
     names = args.model or (shapes_models if args.paper == "signed" else [DEFAULT_MODEL])
     models = [load_model(name) for name in names]
     report = reproduce(args.paper, models, _reproduce_images(args, models[0]), out=args.out,
@@ -881,7 +922,38 @@ def _demo(args) -> int:
     print(f"{DEFAULT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly")
     print(f"wrote {grid_path} and {len(METHODS) * len(data.images)} maps (.png + .npy) "
           f"to {args.out}")
+    _demo_vit(data, args.out)
     return 0
+
+
+VIT_MODEL = "shapes-vit"
+
+
+def _demo_vit(data, out: Path) -> None:
+    """The same images explained by the embedded ViT with every attention method (and the
+    plain gradient for comparison): vit_grid.png and vit_image<i>_<method>.npy."""
+    from tfsal import visualize
+    from tfsal.loading import load_model
+    from tfsal.methods import ATTENTION_METHODS, vanilla_gradient
+
+    print(f"explaining them with {VIT_MODEL}, every attention method ...", flush=True)
+    model = load_model(VIT_MODEL)
+    probs = model.predict(data.images, score="probability")
+    predicted = probs.argmax(axis=1)
+    methods = {"vanilla_gradient": vanilla_gradient, **ATTENTION_METHODS}
+    rows = [[(image * 255).round().astype(np.uint8)] for image in data.images]
+    for name, method in methods.items():
+        maps = method(model, data.images, predicted)
+        for i, (image, attribution) in enumerate(zip(data.images, maps)):
+            rows[i].append(visualize.render(image, attribution))
+            save_npy(attribution, out / f"vit_image{i}_{name}.npy")
+    titles = [f"{class_label(model, data.labels[i])} -> {class_label(model, predicted[i])} "
+              f"{probs[i, predicted[i]]:.2f}" for i in range(len(data.images))]
+    sheet = visualize.grid(rows, row_titles=titles, col_titles=["image", *methods], scale=3)
+    path = visualize.save_png(sheet, out / "vit_grid.png")
+    accuracy = float(np.mean(predicted == data.labels))
+    print(f"{VIT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly; "
+          f"wrote {path}")
 
 
 PHOTO_MODEL = "efficientnet-lite0"
@@ -927,7 +999,7 @@ def _demo_photos(count, out: Path) -> None:
 
 
 def _methods(args) -> int:
-    from tfsal.methods import NAMES, aliases_of, resolve_method
+    from tfsal.methods import ATTENTION_NAMES, NAMES, aliases_of, resolve_method
 
     if args.name is not None:
         return _method_help(resolve_method(args.name))  # a typo is reported before TensorFlow
@@ -938,6 +1010,9 @@ def _methods(args) -> int:
         aliases = aliases_of(name)
         if aliases:
             print(f"{'':22s} (also: {', '.join(aliases)})")
+    print("\nfor vision transformers (models with MultiHeadAttention layers; not in 'all'):")
+    for name in ATTENTION_NAMES:
+        print(f"{name:22s} {_doc_summary(METHODS[name])}")
     print("\n'tfsal methods NAME' shows a method's parameters, given with --param NAME=VALUE")
     return 0
 
