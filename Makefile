@@ -20,12 +20,16 @@ demo: $(VENV)/.installed
 
 # The fast suite (under 10 minutes on 2 cores); `make test-slow` runs the real ImageNet
 # architectures at realistic sizes (marked `slow`), which CI runs too (.ci/run).
+# One pytest worker per core (pytest-xdist), at most 4: each holds its own TensorFlow (about
+# 1.5 GB); a test file's tests stay on one worker, so its module fixtures are built once.
+PYTEST_WORKERS := -n auto --maxprocesses=4 --dist loadfile
+
 test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check tfsal tests benchmarks scripts examples
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_WORKERS)
 
 test-slow: $(VENV)/.installed
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow $(PYTEST_WORKERS)
 
 # Chromium and its driver for the browser test of report.html (tests/test_html_report.py;
 # skipped without them, except in CI). Debian / Ubuntu, as root or with sudo; a no-op when a
