@@ -79,11 +79,16 @@ def build_shapes_cnn(num_classes: int = len(CLASS_NAMES), input_size: int = 64):
     return keras.Model(inputs, outputs, name="shapes_cnn")
 
 
+def with_shipped_weights(info: ModelInfo, build, script: str):
+    """`build()` with the trained weights shipped in the package (`script` makes them)."""
+    if not info.weights.exists():
+        raise TfsalError(f"expected the weights of {info.name} at {info.weights}, received a "
+                         f"missing file (run {script})")
+    model = build()
+    model.load_weights(info.weights)
+    return model
+
+
 def load_shapes_cnn():
     """The architecture with the shipped trained weights."""
-    if not SHAPES_CNN.weights.exists():
-        raise TfsalError(f"expected the embedded model's weights at {SHAPES_CNN.weights}, "
-                         "received a missing file (run scripts/train_zoo.py)")
-    model = build_shapes_cnn()
-    model.load_weights(SHAPES_CNN.weights)
-    return model
+    return with_shipped_weights(SHAPES_CNN, build_shapes_cnn, "scripts/train_zoo.py")

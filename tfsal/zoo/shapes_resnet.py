@@ -19,8 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfsal.data import CLASS_NAMES
-from tfsal.errors import TfsalError
-from tfsal.zoo.shapes_cnn import ModelInfo
+from tfsal.zoo.shapes_cnn import ModelInfo, with_shipped_weights
 
 _HERE = Path(__file__).parent
 
@@ -68,9 +67,5 @@ def build_shapes_resnet(num_classes: int = len(CLASS_NAMES), input_size: int = 6
 
 def load_shapes_resnet():
     """The architecture with the shipped trained weights."""
-    if not SHAPES_RESNET.weights.exists():
-        raise TfsalError(f"expected the embedded model's weights at {SHAPES_RESNET.weights}, "
-                         "received a missing file (run scripts/train_zoo.py --arch shapes-resnet)")
-    model = build_shapes_resnet()
-    model.load_weights(SHAPES_RESNET.weights)
-    return model
+    return with_shipped_weights(SHAPES_RESNET, build_shapes_resnet,
+                                "scripts/train_zoo.py --arch shapes-resnet")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tfsal.data import CLASS_NAMES
 from tfsal.errors import TfsalError
-from tfsal.zoo.shapes_cnn import ModelInfo
+from tfsal.zoo.shapes_cnn import ModelInfo, with_shipped_weights
 
 _HERE = Path(__file__).parent
 
@@ -134,9 +134,4 @@ def build_shapes_vit(num_classes: int = len(CLASS_NAMES), input_size: int = 64):
 
 def load_shapes_vit():
     """The architecture with the shipped trained weights."""
-    if not SHAPES_VIT.weights.exists():
-        raise TfsalError(f"expected the embedded ViT's weights at {SHAPES_VIT.weights}, "
-                         "received a missing file (run scripts/train_vit.py)")
-    model = build_shapes_vit()
-    model.load_weights(SHAPES_VIT.weights)
-    return model
+    return with_shipped_weights(SHAPES_VIT, build_shapes_vit, "scripts/train_vit.py")
