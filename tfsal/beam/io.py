@@ -197,58 +197,59 @@ class ReadImages(beam.PTransform):
         self.exclude = None if exclude is None else absolute(exclude).rstrip("/" + os.sep)
 
     def expand(self, pipeline):
-        from apache_beam.io import fileio
-
-        reads = []
-        for i, pattern in enumerate(self.patterns):
-            root = pattern_root(pattern)
-            reads.append(
-                pipeline
-                | f"Pattern{i}" >> beam.Create([glob_of(pattern)])
-                | f"Match{i}" >> fileio.MatchAll()
-                | f"Images{i}" >> beam.Filter(_is_image, self.exclude)
-                | f"NotOutputs{i}" >> beam.ParDo(_OutsideRunFolders(root))
-                | f"Reshuffle{i}" >> beam.Reshuffle()  # spread the reads over the workers
-                | f"Read{i}" >> beam.Map(_read_file, root))
-        return reads[0] if len(reads) == 1 else tuple(reads) | "Inputs" >> beam.Flatten()
+        # One matching step for every pattern (Impulse → match, filter: translating each
+        # DoFn costs time on every runner), then the reads spread over the workers.
+        patterns = [(glob_of(pattern), pattern_root(pattern)) for pattern in self.patterns]
+        return (pipeline
+                | "Start" >> beam.Impulse()
+                | "Match" >> beam.ParDo(_MatchImages(patterns, self.exclude))
+                | "Spread" >> beam.Reshuffle()  # a fusion break: the reads run in parallel
+                | "Read" >> beam.MapTuple(_read_file))
 
 
-def _is_image(metadata, exclude) -> bool:
-    path = metadata.path
+def _is_image(path: str, exclude) -> bool:
     if exclude is not None and (path == exclude or path.startswith(exclude + "/")
                                 or path.startswith(exclude + os.sep)):
         return False
     return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
 
 
-class _OutsideRunFolders(beam.DoFn):
-    """Drops files inside a tfsal run folder (one holding `.tfsal-run.json`) below the
-    pattern's folder: its sheets are PNGs, never inputs (as `tfsal explain DIR` skips them)."""
+class _MatchImages(beam.DoFn):
+    """(path, pattern root) of every image file each glob matches
+    (`FileSystems.match`; a glob matching nothing reads nothing, as `fileio.MatchAll`), less
+    the files of `exclude` and those inside a tfsal run folder (one holding `.tfsal-run.json`)
+    below the pattern's folder: its sheets are PNGs, never inputs (as `tfsal explain DIR`
+    skips them)."""
 
-    def __init__(self, root: str):
-        self.root = root
+    def __init__(self, patterns: list, exclude: str | None):
+        self.patterns, self.exclude = patterns, exclude
 
-    def setup(self):
-        self._seen: dict = {}
-
-    def process(self, metadata):
-        from tfsal.runs import RUN_MARKER
-
-        folder = metadata.path[:max(metadata.path.rfind("/"), metadata.path.rfind(os.sep))]
-        while len(folder) >= len(self.root.rstrip("/" + os.sep)) and folder:
-            if folder not in self._seen:
-                self._seen[folder] = exists(join(folder, RUN_MARKER))
-            if self._seen[folder]:
-                return
-            cut = max(folder.rfind("/"), folder.rfind(os.sep))
-            if cut <= 0:
-                break
-            folder = folder[:cut]
-        yield metadata
+    def process(self, _):
+        seen: dict = {}
+        for glob, root in self.patterns:
+            for metadata in FileSystems.match([glob])[0].metadata_list:
+                path = metadata.path
+                if _is_image(path, self.exclude) and not _in_run_folder(path, root, seen):
+                    yield path, root
 
 
-def _read_file(metadata, root: str) -> ImageInput:
-    path = metadata.path
+def _in_run_folder(path: str, root: str, seen: dict) -> bool:
+    from tfsal.runs import RUN_MARKER
+
+    folder = path[:max(path.rfind("/"), path.rfind(os.sep))]
+    while len(folder) >= len(root.rstrip("/" + os.sep)) and folder:
+        if folder not in seen:
+            seen[folder] = exists(join(folder, RUN_MARKER))
+        if seen[folder]:
+            return True
+        cut = max(folder.rfind("/"), folder.rfind(os.sep))
+        if cut <= 0:
+            break
+        folder = folder[:cut]
+    return False
+
+
+def _read_file(path: str, root: str) -> ImageInput:
     key = path[len(root):] if path.startswith(root) else os.path.basename(path)
     try:
         data = read_bytes(path)

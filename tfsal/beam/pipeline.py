@@ -213,6 +213,9 @@ class _Check(beam.DoFn):
         self.existing = Metrics.counter(NAMESPACE, "existing")
         self.failed = Metrics.counter(NAMESPACE, "failed")
 
+    def setup(self):
+        self._costs: dict = {}  # the tags still missing → their gradient passes
+
     def process(self, item):
         run = self.run
         sha256 = item.sha256
@@ -232,7 +235,10 @@ class _Check(beam.DoFn):
             self.failed.inc()
             yield beam.pvalue.TaggedOutput("failed", {"image": item.source, "error": str(exc)})
             return
-        cost = sum(method_cost(*run.methods[tag]) for tag in todo) * run.ranks()
+        cost = self._costs.get(todo)
+        if cost is None:
+            cost = self._costs[todo] = sum(
+                method_cost(*run.methods[tag]) for tag in todo) * run.ranks()
         yield Todo(item.key, item.source, sha256, image, todo, cost, previous)
 
 
@@ -341,14 +347,60 @@ class WriteSummary(beam.PTransform):
         self.run = run
 
     def expand(self, outputs):
-        summary = outputs["records"] | "Summary" >> beam.CombineGlobally(
-            SummaryCombineFn(tags=self.run.methods, metrics=self.run.metrics))
-        failed = outputs["failed"] | "Failed" >> beam.combiners.ToList()
-        return summary | "WriteSummary" >> beam.Map(
-            _write_summary, self.run, beam.pvalue.AsSingleton(failed))
+        # One CombineFn over records and dead letters together, and one write: few
+        # transforms (translating each DoFn costs time on every runner). The write runs on an
+        # Impulse with the combined value as a side input, which defaults to the empty data
+        # set's summary, so a run that reads no image still writes its (empty) summary.
+        combine = _SummaryAndFailures(tags=self.run.methods, metrics=self.run.metrics)
+        combined = ((outputs["records"], outputs["failed"])
+                    | "Flatten" >> beam.Flatten()
+                    | "Key" >> beam.Map(_keyed)
+                    | "Combine" >> beam.CombinePerKey(combine))  # one (None, value)
+        empty = None, combine.extract_output(combine.create_accumulator())
+        return (outputs["records"].pipeline
+                | "Start" >> beam.Impulse()
+                | "WriteSummary" >> beam.Map(
+                    _write_summary, self.run,
+                    beam.pvalue.AsSingleton(combined, default_value=empty)))
 
 
-def _write_summary(summary: dict, run: BeamRun, failed: list) -> dict:
+def _keyed(element):
+    return None, element
+
+
+def _is_dead_letter(element) -> bool:
+    """A dead letter is {"image", "error"}; a record has its key, sha256, maps, ..."""
+    return isinstance(element, dict) and element.keys() == {"image", "error"}
+
+
+class _SummaryAndFailures(beam.CombineFn):
+    """Records and dead letters → ({summary}, [dead letters]): `SummaryCombineFn` over the
+    records, the dead letters as a list."""
+
+    def __init__(self, tags=None, metrics=None):
+        self.summary = SummaryCombineFn(tags=tags, metrics=metrics)
+
+    def create_accumulator(self):
+        return self.summary.create_accumulator(), []
+
+    def add_input(self, accumulator, element):
+        summary, failed = accumulator
+        if _is_dead_letter(element):
+            failed.append(element)
+            return summary, failed
+        return self.summary.add_input(summary, element), failed
+
+    def merge_accumulators(self, accumulators):
+        accumulators = list(accumulators)
+        return (self.summary.merge_accumulators([a[0] for a in accumulators]),
+                [f for a in accumulators for f in a[1]])
+
+    def extract_output(self, accumulator):
+        return self.summary.extract_output(accumulator[0]), accumulator[1]
+
+
+def _write_summary(_, run: BeamRun, combined: tuple) -> dict:
+    summary, failed = combined[1]
     failed = sorted(failed, key=lambda f: (f["image"], f["error"]))
     payload = {"run_folder": bio.absolute(run.folder), "model": run.model_name,
                "fingerprint": run.fingerprint, "target": run.target_rule,
