@@ -68,7 +68,7 @@ def tape(model, images, function, preprocess=lambda x: x):
     return t.gradient(total, x).numpy()
 
 
-def close(a, b):
+def assert_close(a, b):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, np.abs(b).max()))
 
 
@@ -77,19 +77,19 @@ def test_a_regression_models_gradient_is_the_tape(probe):
     user = regressor()
     before = snapshot(user, probe)
     first = lambda out: out[:, 0]  # noqa: E731
-    close(tfsal.vanilla_gradient(user, probe, first), tape(user, probe, first))
+    assert_close(tfsal.vanilla_gradient(user, probe, first), tape(user, probe, first))
     mixed = lambda out: out[:, 1] - 2.0 * out[:, 2]  # noqa: E731
     model = tfsal.Model(user, preprocess="tf")
-    close(tfsal.vanilla_gradient(model, probe, mixed),
-          tape(user, probe, mixed, preprocess=lambda x: 2.0 * x - 1.0))
-    close(tfsal.gradient_x_input(model, probe, mixed),
-          probe * tape(user, probe, mixed, preprocess=lambda x: 2.0 * x - 1.0))
-    close(model.target_scores(probe, mixed), mixed(user(2.0 * probe - 1.0)).numpy())
+    assert_close(tfsal.vanilla_gradient(model, probe, mixed),
+                 tape(user, probe, mixed, preprocess=lambda x: 2.0 * x - 1.0))
+    assert_close(tfsal.gradient_x_input(model, probe, mixed),
+                 probe * tape(user, probe, mixed, preprocess=lambda x: 2.0 * x - 1.0))
+    assert_close(model.target_scores(probe, mixed), mixed(user(2.0 * probe - 1.0)).numpy())
     # a single value per image, (N,): the callable passes it on
     squeezed = keras.Model(user.input, keras.layers.Reshape(())(
         keras.layers.Dense(1)(user.get_layer("values").output)))
     same = lambda out: out  # noqa: E731
-    close(tfsal.vanilla_gradient(squeezed, probe, same), tape(squeezed, probe, same))
+    assert_close(tfsal.vanilla_gradient(squeezed, probe, same), tape(squeezed, probe, same))
     assert_same_snapshot(before, snapshot(user, probe))
 
 
@@ -99,7 +99,7 @@ def test_a_segmentation_region_target_is_the_tape_of_the_masked_sum(probe):
     model = tfsal.Model(user)
     assert "callable targets only" in repr(model)
     # softmax kept: the callable sees the probabilities the model returns
-    close(tfsal.vanilla_gradient(model, probe, region), tape(user, probe, region))
+    assert_close(tfsal.vanilla_gradient(model, probe, region), tape(user, probe, region))
     # Grad-CAM of the region at conv2: ReLU(Σ_k mean(∂f/∂A_k) A_k), A from a tape of its own
     trunk = keras.Model(user.input, user.get_layer("conv2").output)
     head = user.get_layer("classes")
@@ -109,17 +109,17 @@ def test_a_segmentation_region_target_is_the_tape_of_the_masked_sum(probe):
         total = tf.reduce_sum(region(head(features)))
     weights = tf.reduce_mean(t.gradient(total, features), axis=[1, 2])
     expected = np.maximum(np.einsum("nhwk,nk->nhw", features.numpy(), weights.numpy()), 0)
-    close(tfsal.grad_cam(model, probe, region, layer="conv2"), expected)
+    assert_close(tfsal.grad_cam(model, probe, region, layer="conv2"), expected)
     assert_same_snapshot(before, snapshot(user, probe))
 
 
 def test_a_multi_label_sigmoid_head_takes_label_callables(probe):
     user = multi_label()
     model = tfsal.Model(user)  # no output= needed for callable targets
-    close(tfsal.vanilla_gradient(model, probe, label_3), tape(user, probe, label_3))
+    assert_close(tfsal.vanilla_gradient(model, probe, label_3), tape(user, probe, label_3))
     both = lambda out: out[:, 1] + out[:, 3]  # noqa: E731
-    close(tfsal.vanilla_gradient(model, probe, both),
-          tape(user, probe, lambda out: out[:, 1]) + tape(user, probe, label_3))
+    assert_close(tfsal.vanilla_gradient(model, probe, both),
+                 tape(user, probe, lambda out: out[:, 1]) + tape(user, probe, label_3))
     # the label's logit, from its probability
     logit = lambda out: tf.math.log(out[:, 3]) - tf.math.log1p(-out[:, 3])  # noqa: E731
     pre = keras.Model(user.input, keras.layers.Dense(5, name="z")(user.layers[-2].output))
@@ -151,18 +151,19 @@ def test_the_selected_head_is_the_model_of_that_head_alone(probe):
         tfsal.Model(user, output_key="nope")
     by_name, by_index = tfsal.Model(user, output_key="classes"), tfsal.Model(user, output_key=0)
     expected = tfsal.vanilla_gradient(alone["classes"], probe, 2)  # logits recovered per head
-    close(tfsal.vanilla_gradient(by_name, probe, 2), expected)
-    close(tfsal.vanilla_gradient(by_index, probe, 2), expected)
-    close(tfsal.guided_backprop(by_name, probe, 2), tfsal.guided_backprop(alone["classes"],
-                                                                          probe, 2))
+    assert_close(tfsal.vanilla_gradient(by_name, probe, 2), expected)
+    assert_close(tfsal.vanilla_gradient(by_index, probe, 2), expected)
+    assert_close(tfsal.guided_backprop(by_name, probe, 2),
+                 tfsal.guided_backprop(alone["classes"], probe, 2))
     np.testing.assert_array_equal(by_name.predicted_classes(probe),
                                   np.argmax(alone["classes"](probe), axis=1))
     loaded = tfsal.load_model(user, output_key="values")
     second = lambda out: out[:, 1]  # noqa: E731
-    close(tfsal.vanilla_gradient(loaded, probe, second),
-          tape(alone["values"], probe, second))
+    assert_close(tfsal.vanilla_gradient(loaded, probe, second),
+                 tape(alone["values"], probe, second))
     masks_model = tfsal.Model(user, output_key=-1)
-    close(tfsal.vanilla_gradient(masks_model, probe, region), tape(alone["masks"], probe, region))
+    assert_close(tfsal.vanilla_gradient(masks_model, probe, region),
+                 tape(alone["masks"], probe, region))
     with pytest.raises(TfsalError, match=r"received output shape \(None, 16, 16, 4\)"):
         tfsal.vanilla_gradient(masks_model, probe, 0)
     # the user's model is unchanged: same weights, same outputs
@@ -179,14 +180,14 @@ def test_a_callable_with_a_dict_of_outputs_and_a_dict_output_model(probe):
     user = segmenter()
     both = lambda x: {"masks": user(x), "mean": tf.reduce_mean(user(x), axis=[1, 2])}  # noqa
     picked = tfsal.Model(both, output_key="masks")
-    close(tfsal.vanilla_gradient(picked, probe, region), tape(user, probe, region))
+    assert_close(tfsal.vanilla_gradient(picked, probe, region), tape(user, probe, region))
     with pytest.raises(TfsalError, match=r"output_key= choosing one of its outputs"):
         tfsal.vanilla_gradient(tfsal.Model(both), probe, region)
     inp = keras.Input((SIZE, SIZE, 3))
     keyed = keras.Model(inp, {"seg": user(inp), "pooled": keras.layers.GlobalAveragePooling2D()(
         user(inp))})
-    close(tfsal.vanilla_gradient(tfsal.Model(keyed, output_key="seg"), probe, region),
-          tape(user, probe, region))
+    assert_close(tfsal.vanilla_gradient(tfsal.Model(keyed, output_key="seg"), probe, region),
+                 tape(user, probe, region))
 
 
 # ------------------------------------------------------------------ sampled and rule methods
@@ -199,16 +200,16 @@ def test_smoothgrad_of_a_callable_target_is_its_definition(probe):
         [seed, j]).standard_normal(probe.shape[1:], np.float32), region) for j in range(n)],
         axis=0)
     on_device = tfsal.smoothgrad(model, probe, region, n_samples=n, noise_level=level, seed=seed)
-    close(on_device, expected)
+    assert_close(on_device, expected)
 
     def host(m, images, targets):  # not a plain-gradient method: the host loop (noisy
         return tfsal.vanilla_gradient.compute(m, images, targets)  # images leave [0, 1])
 
-    close(tfsal.smoothgrad(model, probe, region, method=host, n_samples=n, noise_level=level,
-                           seed=seed), expected)
+    assert_close(tfsal.smoothgrad(model, probe, region, method=host, n_samples=n, noise_level=level,
+                 seed=seed), expected)
     assert tfsal.vargrad(model, probe, region, n_samples=n, seed=seed).min() >= 0
-    close(tfsal.smoothgrad(model, probe, region, n_samples=2, noise_level=0.0),
-          tfsal.vanilla_gradient(model, probe, region))
+    assert_close(tfsal.smoothgrad(model, probe, region, n_samples=2, noise_level=0.0),
+                 tfsal.vanilla_gradient(model, probe, region))
 
 
 def test_integrated_gradients_of_a_linear_regression_is_exact(probe):
@@ -219,7 +220,7 @@ def test_integrated_gradients_of_a_linear_regression_is_exact(probe):
     second = lambda out: out[:, 1]  # noqa: E731
     ig = tfsal.integrated_gradients(user, probe, second, baseline="white", steps=4)
     w = kernel[:, 1].reshape(SIZE, SIZE, 3)
-    close(ig, (probe - 1.0) * w)
+    assert_close(ig, (probe - 1.0) * w)
     # completeness: Σ IG = f(x) − f(baseline)
     np.testing.assert_allclose(
         ig.reshape(len(probe), -1).sum(1),
@@ -227,7 +228,8 @@ def test_integrated_gradients_of_a_linear_regression_is_exact(probe):
     delta = tfsal.completeness_delta(user, probe, ig, second, baseline="white")
     np.testing.assert_allclose(delta, 0, atol=1e-3)
     # SmoothGrad of a linear model is its weight row whatever the noise
-    close(tfsal.smoothgrad(user, probe, second, n_samples=3, seed=0), np.broadcast_to(w, ig.shape))
+    assert_close(tfsal.smoothgrad(user, probe, second, n_samples=3, seed=0),
+                 np.broadcast_to(w, ig.shape))
     assert np.isfinite(bias).all()
 
 
@@ -242,11 +244,11 @@ def test_guided_backprop_of_a_callable_target_is_the_hand_derived_pass(probe):
     z = x @ w1 + b1
     r = np.broadcast_to(w2 @ c, z.shape)  # what reaches the hidden units
     guided = ((z > 0) * (r > 0) * r) @ w1.T
-    close(tfsal.guided_backprop(user, probe, target), guided.reshape(probe.shape))
+    assert_close(tfsal.guided_backprop(user, probe, target), guided.reshape(probe.shape))
     deconv = (np.maximum(r, 0)) @ w1.T
-    close(tfsal.deconvnet(user, probe, target), deconv.reshape(probe.shape))
+    assert_close(tfsal.deconvnet(user, probe, target), deconv.reshape(probe.shape))
     plain = ((z > 0) * r) @ w1.T
-    close(tfsal.vanilla_gradient(user, probe, target), plain.reshape(probe.shape))
+    assert_close(tfsal.vanilla_gradient(user, probe, target), plain.reshape(probe.shape))
     # ε-LRP and DeepLIFT run the callable's gradient through their rules too
     assert np.isfinite(tfsal.epsilon_lrp(user, probe, target)).all()
     lift = tfsal.deeplift(user, probe, target)
@@ -271,10 +273,11 @@ def test_a_saved_segmentation_model_gives_the_keras_numbers(probe, tmp_path):
     tf.saved_model.save(module, str(tmp_path / "seg"),
                         signatures={"serving_default": module.__call__})
     loaded = tfsal.load_model(tmp_path / "seg")
-    close(tfsal.vanilla_gradient(loaded, probe, region), tape(user, probe, region))
-    close(tfsal.guided_backprop(loaded, probe, region), tfsal.guided_backprop(user, probe, region))
-    close(tfsal.integrated_gradients(loaded, probe, region, steps=4),
-          tfsal.integrated_gradients(user, probe, region, steps=4))
+    assert_close(tfsal.vanilla_gradient(loaded, probe, region), tape(user, probe, region))
+    assert_close(tfsal.guided_backprop(loaded, probe, region),
+                 tfsal.guided_backprop(user, probe, region))
+    assert_close(tfsal.integrated_gradients(loaded, probe, region, steps=4),
+                 tfsal.integrated_gradients(user, probe, region, steps=4))
 
 
 # ------------------------------------------------------------------ refusals
@@ -349,7 +352,7 @@ def test_the_same_callable_is_traced_once_and_another_anew(probe, monkeypatch):
     def other(out):
         return 2.0 * region(out)
 
-    close(tfsal.vanilla_gradient(user, probe, other), 2.0 * first[0])
+    assert_close(tfsal.vanilla_gradient(user, probe, other), 2.0 * first[0])
     assert len(seen) == traced + 1  # another callable: its own function
 
     class Regions:
@@ -360,10 +363,10 @@ def test_the_same_callable_is_traced_once_and_another_anew(probe, monkeypatch):
             return tf.reduce_sum(out[..., self.c] * MASK, axis=[1, 2])
 
     regions = Regions(C)
-    close(tfsal.vanilla_gradient(user, probe, regions.score), first[0])
-    close(tfsal.vanilla_gradient(user, probe, regions.score), first[0])
+    assert_close(tfsal.vanilla_gradient(user, probe, regions.score), first[0])
+    assert_close(tfsal.vanilla_gradient(user, probe, regions.score), first[0])
     assert len(seen) == traced + 2
-    close(tfsal.vanilla_gradient(user, probe, Regions(C).score), first[0])
+    assert_close(tfsal.vanilla_gradient(user, probe, Regions(C).score), first[0])
     assert len(seen) == traced + 3  # another object's method: traced anew
 
 
