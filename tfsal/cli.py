@@ -881,10 +881,9 @@ def _reproduce_images(args, model):
 
 
 def _demo(args) -> int:
-    from tfsal import visualize
+    from tfsal import zoo
     from tfsal.data import make_dataset
-    from tfsal.loading import load_model
-    from tfsal.methods import METHODS
+    from tfsal.methods import ATTENTION_METHODS, METHODS, vanilla_gradient
 
     if args.n_images < 1:
         raise TfsalError(f"expected --n-images ≥ 1, received {args.n_images}")
@@ -895,65 +894,50 @@ def _demo(args) -> int:
         _demo_photos(args.photos, args.out)
     print(f"explaining {args.n_images} generated images with {DEFAULT_MODEL}, every method ...",
           flush=True)
-    model = load_model(DEFAULT_MODEL)
-    data = make_dataset(args.n_images, size=model.input_size[0], seed=DEMO_SEED)
-    probs = model.predict(data.images, score="probability")
-    predicted = probs.argmax(axis=1)
+    data = make_dataset(args.n_images, size=zoo.info(DEFAULT_MODEL).input_size, seed=DEMO_SEED)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, summary = [], []
-    for i, image in enumerate(data.images):
-        rows.append([(image * 255).round().astype(np.uint8)])
-        summary.append({"index": i, "label": class_label(model, data.labels[i]),
-                        "predicted": class_label(model, predicted[i]),
-                        "probability": round(float(probs[i, predicted[i]]), 4)})
-    for name, method in METHODS.items():
-        maps = method(model, data.images, predicted)
-        for i, (image, attribution) in enumerate(zip(data.images, maps)):
-            picture = visualize.render(image, attribution)
-            rows[i].append(picture)
-            save_npy(attribution, args.out / f"image{i}_{name}.npy")
-            visualize.save_png(picture, args.out / f"image{i}_{name}.png")
-    row_titles = [f"{s['label']} -> {s['predicted']} {s['probability']:.2f}" for s in summary]
-    sheet = visualize.grid(rows, row_titles=row_titles, col_titles=["image", *METHODS], scale=3)
-    grid_path = visualize.save_png(sheet, args.out / "grid.png")
+    summary = _demo_grid(DEFAULT_MODEL, data, METHODS, args.out, prefix="")
     save_json({"model": DEFAULT_MODEL, "images": summary, "methods": list(METHODS)},
               args.out / "summary.json")
-    accuracy = float(np.mean(predicted == data.labels))
-    print(f"{DEFAULT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly")
-    print(f"wrote {grid_path} and {len(METHODS) * len(data.images)} maps (.png + .npy) "
-          f"to {args.out}")
-    _demo_vit(data, args.out)
+    print(f"explaining them with {VIT_MODEL}, every attention method ...", flush=True)
+    _demo_grid(VIT_MODEL, data, {"vanilla_gradient": vanilla_gradient, **ATTENTION_METHODS},
+               args.out, prefix="vit_")
     return 0
 
 
 VIT_MODEL = "shapes-vit"
 
 
-def _demo_vit(data, out: Path) -> None:
-    """The same images explained by the embedded ViT with every attention method (and the
-    plain gradient for comparison): vit_grid.png and vit_image<i>_<method>.npy."""
+def _demo_grid(name: str, data, methods: dict, out: Path, *, prefix: str) -> list[dict]:
+    """`data`'s images explained by the built-in model `name` with every method of `methods`
+    (name -> function), for the predicted classes: <prefix>image<i>_<method>.npy / .png and
+    <prefix>grid.png; returns one summary entry per image."""
     from tfsal import visualize
     from tfsal.loading import load_model
-    from tfsal.methods import ATTENTION_METHODS, vanilla_gradient
 
-    print(f"explaining them with {VIT_MODEL}, every attention method ...", flush=True)
-    model = load_model(VIT_MODEL)
+    model = load_model(name)
     probs = model.predict(data.images, score="probability")
     predicted = probs.argmax(axis=1)
-    methods = {"vanilla_gradient": vanilla_gradient, **ATTENTION_METHODS}
-    rows = [[(image * 255).round().astype(np.uint8)] for image in data.images]
-    for name, method in methods.items():
+    rows, summary = [], []
+    for i, image in enumerate(data.images):
+        rows.append([(image * 255).round().astype(np.uint8)])
+        summary.append({"index": i, "label": class_label(model, data.labels[i]),
+                        "predicted": class_label(model, predicted[i]),
+                        "probability": round(float(probs[i, predicted[i]]), 4)})
+    for method_name, method in methods.items():
         maps = method(model, data.images, predicted)
         for i, (image, attribution) in enumerate(zip(data.images, maps)):
-            rows[i].append(visualize.render(image, attribution))
-            save_npy(attribution, out / f"vit_image{i}_{name}.npy")
-    titles = [f"{class_label(model, data.labels[i])} -> {class_label(model, predicted[i])} "
-              f"{probs[i, predicted[i]]:.2f}" for i in range(len(data.images))]
-    sheet = visualize.grid(rows, row_titles=titles, col_titles=["image", *methods], scale=3)
-    path = visualize.save_png(sheet, out / "vit_grid.png")
+            picture = visualize.render(image, attribution)
+            rows[i].append(picture)
+            save_npy(attribution, out / f"{prefix}image{i}_{method_name}.npy")
+            visualize.save_png(picture, out / f"{prefix}image{i}_{method_name}.png")
+    row_titles = [f"{s['label']} -> {s['predicted']} {s['probability']:.2f}" for s in summary]
+    sheet = visualize.grid(rows, row_titles=row_titles, col_titles=["image", *methods], scale=3)
+    grid_path = visualize.save_png(sheet, out / f"{prefix}grid.png")
     accuracy = float(np.mean(predicted == data.labels))
-    print(f"{VIT_MODEL}: {accuracy:.0%} of {len(predicted)} demo images classified correctly; "
-          f"wrote {path}")
+    print(f"{name}: {accuracy:.0%} of {len(predicted)} demo images classified correctly")
+    print(f"wrote {grid_path} and {len(methods) * len(data.images)} maps (.png + .npy) to {out}")
+    return summary
 
 
 PHOTO_MODEL = "efficientnet-lite0"
