@@ -138,26 +138,9 @@ class GraphRunner:
 
     def resolve(self, layer: str | int) -> str:
         """Turn a layer name, path or index into an exact path; ambiguity is an error."""
-        if isinstance(layer, (int,)) and not isinstance(layer, bool):
-            paths = self.paths
-            if not -len(paths) <= layer < len(paths):
-                raise TfsalError(
-                    f"expected a layer index in [{-len(paths)}, {len(paths)}), received {layer}"
-                )
-            return paths[layer]
-        if not isinstance(layer, str):
-            raise TfsalError(f"expected a layer name, path or index, received {layer!r}")
-        if layer.endswith(ATTENTION):
+        if isinstance(layer, str) and layer.endswith(ATTENTION):
             return self.resolve_attention(layer[:-len(ATTENTION)]) + ATTENTION
-        if layer in self.paths:
-            return layer
-        matches = [p for p in self.paths if p.rsplit("/", 1)[-1] == layer]
-        if len(matches) == 1:
-            return matches[0]
-        if matches:
-            raise TfsalError(f"layer name {layer!r} is ambiguous; expected one of {matches}")
-        raise TfsalError(f"expected a layer name or path of this model, received {layer!r}; "
-                         f"layers are: {', '.join(self.paths)}")
+        return _find_path(self.paths, layer, "layer")
 
     def head_is_softmax(self) -> bool:
         return _is_softmax(self.layer(self.head_path))
@@ -213,22 +196,7 @@ class GraphRunner:
             raise TfsalError(f"expected a model with keras.layers.MultiHeadAttention layers, "
                              f"received {self.model.name} without any (layers: "
                              f"{', '.join(self.paths)})")
-        if isinstance(layer, int) and not isinstance(layer, bool):
-            if not -len(paths) <= layer < len(paths):
-                raise TfsalError(f"expected an attention layer index in [{-len(paths)}, "
-                                 f"{len(paths)}), received {layer}")
-            return paths[layer]
-        if isinstance(layer, str):
-            if layer in paths:
-                return layer
-            matches = [p for p in paths if p.rsplit("/", 1)[-1] == layer]
-            if len(matches) == 1:
-                return matches[0]
-            if matches:
-                raise TfsalError(f"attention layer name {layer!r} is ambiguous; expected one "
-                                 f"of {matches}")
-        raise TfsalError(f"expected an attention layer name, path or index, received "
-                         f"{layer!r}; attention layers are: {', '.join(paths)}")
+        return _find_path(paths, layer, "attention layer")
 
     def _inner_attention(self, paths) -> dict:
         """path -> layer of the requested attention layers the runner does not call itself."""
@@ -306,6 +274,28 @@ class GraphRunner:
 
 # A captured path with this suffix is an attention layer's scores (N, heads, queries, keys).
 ATTENTION = ":attention"
+
+
+def _find_path(paths: list[str], layer: str | int, what: str) -> str:
+    """The one path of `paths` that `layer` names: an index (negative from the end), an exact
+    path, or a name ending exactly one path; anything else is an error."""
+    a = "an" if what[0] in "aeiou" else "a"
+    if isinstance(layer, int) and not isinstance(layer, bool):
+        if not -len(paths) <= layer < len(paths):
+            raise TfsalError(f"expected {a} {what} index in [{-len(paths)}, {len(paths)}), "
+                             f"received {layer}")
+        return paths[layer]
+    if not isinstance(layer, str):
+        raise TfsalError(f"expected {a} {what} name, path or index, received {layer!r}")
+    if layer in paths:
+        return layer
+    matches = [p for p in paths if p.rsplit("/", 1)[-1] == layer]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise TfsalError(f"{what} name {layer!r} is ambiguous; expected one of {matches}")
+    raise TfsalError(f"expected {a} {what} name or path of this model, received {layer!r}; "
+                     f"{what}s are: {', '.join(paths)}")
 
 
 def _inner_attention_layers(layer, prefix: str, depth: int = 0):
