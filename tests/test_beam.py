@@ -386,6 +386,33 @@ def test_the_command_passes_unknown_options_to_beam_only(workspace, capsys):
     assert "expected method names" in capsys.readouterr().err
 
 
+def test_a_failed_write_fails_the_run_and_leaves_no_record_of_that_image(workspace,
+                                                                         monkeypatch,
+                                                                         tmp_path):
+    """Maps are written by a writer thread: its failure must still fail the pipeline, and the
+    image whose map was not written must have no record (a rerun redoes it)."""
+    from tfsal.beam import io as bio
+
+    run = prepare_run(str(workspace["model"]), out=tmp_path, methods=["vanilla"])
+    write = bio.write_atomically
+
+    def refuse_b(path, data, **kwargs):
+        if os.path.basename(path).startswith("b.png.vanilla_gradient"):
+            raise OSError(28, "No space left on device", path)
+        return write(path, data, **kwargs)
+
+    monkeypatch.setattr(bio, "write_atomically", refuse_b)
+    with pytest.raises(Exception, match="No space left on device"):
+        _run(run, patterns=[str(workspace["images"] / "*.png")])
+    folder = Path(run.folder)
+    assert not list(folder.glob("b.png*")) and not list(folder.glob(".b.png*"))
+    monkeypatch.setattr(bio, "write_atomically", write)
+    counts = _run(run, patterns=[str(workspace["images"] / "*.png")])
+    assert counts["explained"] + counts.get("existing", 0) == 2
+    assert counts["explained"] >= 1  # b.png at least: it had no record
+    assert sorted(p.name.split(".")[0] for p in folder.glob("*.record.json")) == ["a", "b"]
+
+
 def test_tfsal_imports_beam_only_in_tfsal_beam():
     code = ("import sys, tfsal, tfsal.cli, tfsal.runs; tfsal.METHODS; "
             "print('apache_beam' in sys.modules)")

@@ -18,6 +18,7 @@ import hashlib
 import io
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import apache_beam as beam
@@ -224,7 +225,7 @@ class _MatchImages(beam.DoFn):
     def __init__(self, patterns: list, exclude: str | None):
         self.patterns, self.exclude = patterns, exclude
 
-    def process(self, _):
+    def process(self, _) -> Iterator[tuple[str, str]]:
         seen: dict = {}
         for glob, root in self.patterns:
             for metadata in FileSystems.match([glob])[0].metadata_list:

@@ -19,7 +19,9 @@ point leaves whole files (or hidden `.tmp` files) only; the next run redoes what
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -216,7 +218,7 @@ class _Check(beam.DoFn):
     def setup(self):
         self._costs: dict = {}  # the tags still missing → their gradient passes
 
-    def process(self, item):
+    def process(self, item) -> Iterator[Any]:  # a Todo, or tagged outputs
         run = self.run
         sha256 = item.sha256
         previous = None if run.overwrite else _read_record(run, item.key)
@@ -272,7 +274,15 @@ def _done_tags(run: BeamRun, record: dict | None) -> set:
 
 
 class _Write(beam.DoFn):
-    """Maps (temporary name + rename), then the image's record, which marks it done."""
+    """Maps (temporary name + rename), then the image's record, which marks it done.
+
+    Each image's files are written in that order by a writer thread while the bundle goes on,
+    so writing overlaps the next batch's explaining: one thread for a local folder (the disk
+    orders the writes anyway; more threads only contend with the reads and the explaining),
+    several on gs://, s3://, ... where each file waits on the network. `finish_bundle` waits
+    for every write of the bundle and raises the first failure, so a bundle whose files are
+    not all written fails (and is retried) as a whole; at most `_PENDING` images wait to be
+    written, which bounds the maps held."""
 
     def __init__(self, run: BeamRun):
         self.run = run
@@ -280,18 +290,23 @@ class _Write(beam.DoFn):
         self.maps = Metrics.counter(NAMESPACE, "maps_written")
         self.skipped = Metrics.counter(NAMESPACE, "methods_skipped")
 
-    def process(self, result):
+    def setup(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        writers = 1 if bio.is_local(self.run.folder) else _REMOTE_WRITERS
+        self._pool = ThreadPoolExecutor(writers, thread_name_prefix="tfsal-write")
+        self._pending: list = []
+
+    def process(self, result) -> Iterator[dict]:
         run, todo, out = self.run, result.example, result.inference
         previous = todo.previous or {}
         entries = {entry["npy"]: entry for entry in previous.get("maps") or ()}
         skipped = {**(previous.get("skipped") or {}), **out["skipped"]}
-        if out["skipped"]:
-            self.skipped.inc(len(out["skipped"]))
+        files = []  # (path, bytes) of the maps
         for r, rank in enumerate(out["ranks"], 1):
             for tag, array in rank["maps"].items():
                 npy = run.map_name(todo.key, tag, rank["target"])
-                bio.write_atomically(bio.join(run.folder, npy), bio.npy_bytes(array))
-                self.maps.inc()
+                files.append((bio.join(run.folder, npy), bio.npy_bytes(array)))
                 name, options = run.methods[tag]
                 entries = {k: v for k, v in entries.items()
                            if not (v.get("tag") == tag and v.get("rank") == r)}
@@ -303,13 +318,42 @@ class _Write(beam.DoFn):
                   "model": run.model_name, "run": bio.absolute(run.folder),
                   "maps": sorted(entries.values(), key=lambda e: (e["tag"], e["rank"])),
                   "skipped": dict(sorted(skipped.items()))}
-        # After the maps, which are on disk (fsync) by now: a record lost to a power loss
-        # reads as absent, and only costs recomputing this image.
-        bio.write_atomically(bio.join(run.folder, todo.key + RECORD_SUFFIX),
-                             json.dumps(record, indent=1, sort_keys=True).encode(),
-                             durable=False)
+        self._wait(_PENDING - 1)
+        self._pending.append(self._pool.submit(
+            _write_image, files, bio.join(run.folder, todo.key + RECORD_SUFFIX),
+            json.dumps(record, indent=1, sort_keys=True).encode()))
+        # Counters on this thread: Beam keeps a bundle's metrics per thread.
+        self.maps.inc(len(files))
+        if out["skipped"]:
+            self.skipped.inc(len(out["skipped"]))
         self.explained.inc()
         yield record
+
+    def finish_bundle(self):
+        self._wait(0)
+
+    def teardown(self):
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+    def _wait(self, most: int) -> None:
+        """Until at most `most` images wait to be written (the oldest first, and any written
+        already); a failed write raises here."""
+        while self._pending and (len(self._pending) > most or self._pending[0].done()):
+            self._pending.pop(0).result()
+
+
+# Writer threads for a remote run folder, and the images at most waiting to be written.
+_REMOTE_WRITERS, _PENDING = 8, 64
+
+
+def _write_image(files: list, record_path: str, record: bytes) -> None:
+    """An image's maps, then its record: after the maps, which are on disk (fsync) by then, so
+    a record lost to a power loss reads as absent and only costs recomputing this image."""
+    for path, data in files:
+        bio.write_atomically(path, data)
+    bio.write_atomically(record_path, record, durable=False)
 
 
 class ExplainImages(beam.PTransform):
@@ -364,7 +408,7 @@ class WriteSummary(beam.PTransform):
                     beam.pvalue.AsSingleton(combined, default_value=empty)))
 
 
-def _keyed(element):
+def _keyed(element) -> tuple[None, Any]:
     return None, element
 
 
