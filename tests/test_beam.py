@@ -413,6 +413,25 @@ def test_a_failed_write_fails_the_run_and_leaves_no_record_of_that_image(workspa
     assert sorted(p.name.split(".")[0] for p in folder.glob("*.record.json")) == ["a", "b"]
 
 
+def test_direct_runner_runs_beams_fn_api_runner_with_the_options(monkeypatch):
+    from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    from tfsal.beam.cli import make_pipeline
+
+    pipeline = make_pipeline("DirectRunner", ["--direct_num_workers=2",
+                                              "--direct_running_mode=multi_processing"])
+    assert isinstance(pipeline.runner, fn_runner.FnApiRunner)
+    assert pipeline.options.view_as(DirectOptions).direct_num_workers == 2
+    handed = pipeline.runner._provision_info.provision_info.pipeline_options
+    assert handed["beam:option:direct_running_mode:v1"] == "multi_processing"
+    # Streaming, and every other runner, are Beam's own choice.
+    streaming = make_pipeline("DirectRunner", ["--streaming"])
+    assert not isinstance(streaming.runner, fn_runner.FnApiRunner)
+    assert streaming.options.view_as(StandardOptions).streaming
+    assert type(make_pipeline("PrismRunner").runner).__name__ == "PrismRunner"
+
+
 def test_tfsal_imports_beam_only_in_tfsal_beam():
     code = ("import sys, tfsal, tfsal.cli, tfsal.runs; tfsal.METHODS; "
             "print('apache_beam' in sys.modules)")

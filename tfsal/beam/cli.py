@@ -27,9 +27,6 @@ def explain_on_beam(args, methods: dict, *, preprocess, class_names, image_optio
     `args` are the command's; `methods` ({name: (function, options)}), `preprocess`,
     `class_names` and `image_options` come checked from `tfsal.cli` (this module does not
     import it: the command imports this one)."""
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
     from tfsal.beam.pipeline import explain_pipeline, prepare_run
     from tfsal.images import DEFAULT_MAX_PIXELS
     from tfsal.runs import shown
@@ -54,11 +51,10 @@ def explain_on_beam(args, methods: dict, *, preprocess, class_names, image_optio
         overwrite=args.overwrite, preprocess=preprocess, batch_size=args.batch_size,
         safe_mode=not args.unsafe_load, output=args.output, score=args.score,
         class_names=class_names, **given)
-    options = PipelineOptions([f"--runner={args.runner}", *args.beam_options])
+    pipeline = make_pipeline(args.runner, args.beam_options)
     patterns = [location(p) for p in args.images]
-    print(f"explaining {', '.join(patterns)} on {args.runner} into {shown(run.folder)}",
-          flush=True)
-    pipeline = beam.Pipeline(options=options)
+    runner = args.runner + (" (Beam's FnApiRunner)" if args.runner == "DirectRunner" else "")
+    print(f"explaining {', '.join(patterns)} on {runner} into {shown(run.folder)}", flush=True)
     if args.tfrecord:
         explain_pipeline(pipeline, run, tfrecords=patterns[0], out=out)
     else:
@@ -73,6 +69,32 @@ def explain_on_beam(args, methods: dict, *, preprocess, class_names, image_optio
     if counts.get("failed", 0):
         print(f"{counts['failed']} image(s) could not be read", file=sys.stderr)
     return 1 if counts.get("failed", 0) else 0
+
+
+def make_pipeline(runner: str, beam_options=()):
+    """A Beam pipeline on `runner`, with Beam's own options (`--name=value`).
+
+    DirectRunner runs as Beam's FnApiRunner, as Beam's DirectRunner runs a batch pipeline where
+    Prism is absent (the same runner, with the options handed to its workers the same way):
+    in this process, or in `--direct_num_workers` threads or processes
+    (`--direct_running_mode`). Beam's DirectRunner first tries Prism, which downloads a Go
+    binary on first use (a failed attempt where there is no network) and ignores those two
+    options; name PrismRunner to run on Prism, and `--streaming` keeps Beam's choice."""
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    options = PipelineOptions([f"--runner={runner}", *beam_options])
+    if runner != "DirectRunner" or options.view_as(StandardOptions).streaming:
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision),
+                         options=options)
 
 
 def counters(result) -> dict:
