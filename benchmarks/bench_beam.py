@@ -3,10 +3,11 @@ processes) against the local command on the same images and model.
 
 The same 256 PNGs (64x64, the embedded shapes-cnn saved as a .keras file), vanilla gradient,
 each run into a fresh output folder (nothing resumed), wall time end to end: loading the
-model, reading and decoding the files, explaining, writing every map atomically. The local
-command runs in this process through `tfsal.cli.main` (what `tfsal explain DIR` runs), with the
-per-image sheets of maps off (maps only: the work Beam does; `--with-sheets` also times the
-command as users run it, drawing one matplotlib figure per image). Rounds are interleaved; medians.
+model, reading and decoding the files, explaining, writing every map atomically. Both commands
+run in this process through `tfsal.cli.main` (what `tfsal explain DIR` and `tfsal explain DIR
+--runner DirectRunner` run); the local one with its per-image sheets of maps off (maps only: the
+work Beam does; `--with-sheets` also times the command as users run it, drawing one matplotlib
+figure per image). Rounds are interleaved; medians.
 
     python benchmarks/bench_beam.py [--n 256] [--rounds 3] [--ig] [--with-sheets] [--out FILE]
 
@@ -57,22 +58,17 @@ def _local(model, images, out, *, sheets: bool, ig: bool = False) -> float:
 
 
 def _beam(model, images, out, options, *, ig: bool = False) -> float:
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from tfsal.beam import explain_pipeline, prepare_run
-    from tfsal.beam.cli import counters
+    """`tfsal explain DIR --runner DirectRunner [options]`, in this process as `_local`."""
+    from tfsal import cli
 
     start = time.perf_counter()
-    run = prepare_run(str(model), out=out, methods={"integrated_gradients": {"steps": 16}}
-                      if ig else ["vanilla_gradient"])
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *options]))
-    explain_pipeline(pipeline, run, patterns=[str(images)], out=str(out))
-    result = pipeline.run()
-    result.wait_until_finish()
+    status = cli.main(["explain", str(images), "--model", str(model), "--out", str(out),
+                       *(["--method", "ig", "--param", "steps=16"] if ig else []),
+                       "--runner", "DirectRunner", *options])
     elapsed = time.perf_counter() - start
-    n = counters(result).get("explained")
-    assert n == len(list(images.glob("*.png"))), n
+    assert status == 0, status
+    written = len(list(Path(out).rglob("*.npy")))
+    assert written == len(list(images.glob("*.png"))), written
     return elapsed
 
 
