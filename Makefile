@@ -44,12 +44,13 @@ browser:
 	      >/dev/null; } || echo "could not install chromium: the browser test will be skipped"; \
 	fi
 
-# The peers for `make bench` (a separate stamp: `make test` never installs them). xplique goes
+# The peers and Apache Beam for `make bench` (a separate stamp: `make test` never installs
+# them; bench_beam.py times the explain command on Beam). xplique goes
 # in without its dependency pins (see pyproject.toml); the installed TensorFlow, Keras and
 # NumPy are pinned as constraints, so pip fails rather than move them.
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(PY) -m pip freeze | grep -iE '^(tensorflow|keras|numpy|tf.keras)==' > $(VENV)/bench-pins.txt
-	$(PY) -m pip install --quiet -c $(VENV)/bench-pins.txt -e ".[bench]"
+	$(PY) -m pip install --quiet -c $(VENV)/bench-pins.txt -e ".[bench,beam]"
 	$(PY) -m pip install --quiet --no-deps "xplique==2.0.2"
 	touch $@
 

@@ -4,7 +4,8 @@
 
 Parts: bench_methods (tfsal and its peers against the floor, numerical agreement, IG
 completeness of every implementation), bench_completeness (IG schedules on the embedded model),
-bench_memory (peak RSS as n_samples / steps grow), bench_xla (jit_compile). Each part measures
+bench_memory (peak RSS as n_samples / steps grow), bench_xla (jit_compile), bench_beam (the
+explain command on Apache Beam against the local command; needs tfsal[beam]). Each part measures
 its own floor in its own process; a fresh process per part keeps one part's traces, caches
 and memory out of the next one's numbers. The nonlinear loop has its own report
 (bench_nonlinear.py → BENCHMARKS_NONLINEAR.md).
@@ -23,7 +24,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-PARTS = ("bench_methods", "bench_saved_model", "bench_completeness", "bench_memory", "bench_xla")
+PARTS = ("bench_methods", "bench_saved_model", "bench_completeness", "bench_memory", "bench_xla",
+         "bench_beam")
 NOTES = os.path.join(HERE, "NOTES.md")
 
 
