@@ -413,6 +413,51 @@ def test_a_failed_write_fails_the_run_and_leaves_no_record_of_that_image(workspa
     assert sorted(p.name.split(".")[0] for p in folder.glob("*.record.json")) == ["a", "b"]
 
 
+def test_a_record_is_output_only_once_its_files_are_written(workspace, monkeypatch,
+                                                            tmp_path):
+    """The writer (`_Write`) writes on a thread; a step fused after it (on runners that fuse
+    past the records' Flatten) may read the files a record names, so every record it outputs,
+    from `process` or `finish_bundle`, must name files already on disk. Slowed writes make an
+    early record visible."""
+    from apache_beam.transforms.window import GlobalWindow
+    from apache_beam.utils.windowed_value import WindowedValue
+
+    from tfsal.beam import io as bio
+    from tfsal.beam.handler import Todo
+    from tfsal.beam.pipeline import _Write
+
+    run = prepare_run(str(workspace["model"]), out=tmp_path, methods=["vanilla", "gxi"])
+    handler = run.handler()
+    todos = []
+    for name in ("a.png", "b.png", "sub/c.png"):
+        image = load_image(workspace["images"] / name, run.input_size)[0]
+        todos.append(Todo(name, name, "0" * 64, image, tuple(run.methods), 2))
+    results = handler.run_inference(todos, handler.load_model())
+    write = bio.write_atomically
+
+    def slow(path, data, **kwargs):
+        time.sleep(0.1)
+        return write(path, data, **kwargs)
+
+    def missing(record):
+        names = [entry["npy"] for entry in record["maps"]] + [record["key"] + ".record.json"]
+        return [name for name in names if not (Path(run.folder) / name).exists()]
+
+    monkeypatch.setattr(bio, "write_atomically", slow)
+    writer = _Write(run)
+    writer.setup()
+    writer.start_bundle()
+    out = []
+    for result in results:
+        windowed = WindowedValue(result, 0, [GlobalWindow()])
+        out += [(missing(record.value), record) for record in writer.process(result, windowed)]
+    out += [(missing(record.value), record) for record in writer.finish_bundle()]
+    writer.teardown()
+    assert [record.value["key"] for _, record in out] == ["a.png", "b.png", "sub/c.png"]
+    assert [names for names, _ in out] == [[], [], []]
+    assert all(record.windows == [GlobalWindow()] for _, record in out)
+
+
 def test_direct_runner_runs_beams_fn_api_runner_with_the_options(monkeypatch):
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
     from apache_beam.runners.portability.fn_api_runner import fn_runner

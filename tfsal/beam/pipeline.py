@@ -279,10 +279,11 @@ class _Write(beam.DoFn):
     Each image's files are written in that order by a writer thread while the bundle goes on,
     so writing overlaps the next batch's explaining: one thread for a local folder (the disk
     orders the writes anyway; more threads only contend with the reads and the explaining),
-    several on gs://, s3://, ... where each file waits on the network. `finish_bundle` waits
-    for every write of the bundle and raises the first failure, so a bundle whose files are
-    not all written fails (and is retried) as a whole; at most `_PENDING` images wait to be
-    written, which bounds the maps held."""
+    several on gs://, s3://, ... where each file waits on the network. An image's record is
+    output once its files are written (a step after this one may read them), in its own
+    window; `finish_bundle` waits for the rest and raises the first failed write, so a bundle
+    whose files are not all written fails (and is retried) as a whole. At most `_PENDING`
+    images wait to be written, which bounds the maps held."""
 
     def __init__(self, run: BeamRun):
         self.run = run
@@ -295,9 +296,12 @@ class _Write(beam.DoFn):
 
         writers = 1 if bio.is_local(self.run.folder) else _REMOTE_WRITERS
         self._pool = ThreadPoolExecutor(writers, thread_name_prefix="tfsal-write")
-        self._pending: list = []
 
-    def process(self, result) -> Iterator[dict]:
+    def start_bundle(self):
+        self._pending: list = []  # (write, windowed record), oldest first; a failed bundle's
+        # leftover writes finish on their own (each file whole, its record after its maps)
+
+    def process(self, result, windowed=beam.DoFn.WindowedValueParam) -> Iterator[dict]:
         run, todo, out = self.run, result.example, result.inference
         previous = todo.previous or {}
         entries = {entry["npy"]: entry for entry in previous.get("maps") or ()}
@@ -318,30 +322,31 @@ class _Write(beam.DoFn):
                   "model": run.model_name, "run": bio.absolute(run.folder),
                   "maps": sorted(entries.values(), key=lambda e: (e["tag"], e["rank"])),
                   "skipped": dict(sorted(skipped.items()))}
-        self._wait(_PENDING - 1)
-        self._pending.append(self._pool.submit(
+        self._pending.append((self._pool.submit(
             _write_image, files, bio.join(run.folder, todo.key + RECORD_SUFFIX),
-            json.dumps(record, indent=1, sort_keys=True).encode()))
+            json.dumps(record, indent=1, sort_keys=True).encode()), windowed.with_value(record)))
         # Counters on this thread: Beam keeps a bundle's metrics per thread.
         self.maps.inc(len(files))
         if out["skipped"]:
             self.skipped.inc(len(out["skipped"]))
         self.explained.inc()
-        yield record
+        yield from self._written(_PENDING)
 
     def finish_bundle(self):
-        self._wait(0)
+        yield from self._written(0)
 
     def teardown(self):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(cancel_futures=True)
 
-    def _wait(self, most: int) -> None:
-        """Until at most `most` images wait to be written (the oldest first, and any written
-        already); a failed write raises here."""
-        while self._pending and (len(self._pending) > most or self._pending[0].done()):
-            self._pending.pop(0).result()
+    def _written(self, most: int):
+        """The records (windowed values) of the images written, oldest first, waiting until
+        at most `most` images remain to be written; a failed write raises here."""
+        while self._pending and (len(self._pending) > most or self._pending[0][0].done()):
+            future, record = self._pending.pop(0)
+            future.result()
+            yield record
 
 
 # Writer threads for a remote run folder, and the images at most waiting to be written.
