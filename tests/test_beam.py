@@ -28,7 +28,7 @@ from tfsal.beam import (  # noqa: E402
     pattern_root,
     prepare_run,
 )
-from tfsal.beam.cli import counters  # noqa: E402
+from tfsal.beam.cli import counters, make_pipeline  # noqa: E402
 from tfsal.errors import TfsalError  # noqa: E402
 from tfsal.images import load_image  # noqa: E402
 
@@ -63,9 +63,9 @@ def workspace(tmp_path_factory):
 
 
 def _run(run, options=(), **where):
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    pipeline = beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *options]))
+    """The pipeline on DirectRunner as the command runs it (Beam's FnApiRunner, so
+    --direct_num_workers / --direct_running_mode apply wherever Prism could be downloaded)."""
+    pipeline = make_pipeline("DirectRunner", options)
     explain_pipeline(pipeline, run, **where)
     result = pipeline.run()
     result.wait_until_finish()
@@ -462,8 +462,6 @@ def test_direct_runner_runs_beams_fn_api_runner_with_the_options(monkeypatch):
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-    from tfsal.beam.cli import make_pipeline
-
     pipeline = make_pipeline("DirectRunner", ["--direct_num_workers=2",
                                               "--direct_running_mode=multi_processing"])
     assert isinstance(pipeline.runner, fn_runner.FnApiRunner)
@@ -523,15 +521,14 @@ def test_a_model_shared_across_processes_gives_the_same_bytes(workspace, vanilla
 
 _KILLED = textwrap.dedent("""
     import sys
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
     from tfsal.beam import explain_pipeline, prepare_run
+    from tfsal.beam.cli import make_pipeline
 
     model, out, images = sys.argv[1:4]
     run = prepare_run(model, out=out, methods={"integrated_gradients": {"steps": 64}},
                       batch_size=1)
     print(run.folder, flush=True)
-    with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner"])) as pipeline:
+    with make_pipeline("DirectRunner") as pipeline:
         explain_pipeline(pipeline, run, patterns=[images])
 """)
 
