@@ -458,7 +458,7 @@ def test_a_record_is_output_only_once_its_files_are_written(workspace, monkeypat
     assert all(record.windows == [GlobalWindow()] for _, record in out)
 
 
-def test_direct_runner_runs_beams_fn_api_runner_with_the_options(monkeypatch):
+def test_direct_runner_runs_beams_fn_api_runner_with_the_options():
     from apache_beam.options.pipeline_options import DirectOptions, StandardOptions
     from apache_beam.runners.portability.fn_api_runner import fn_runner
 
