@@ -98,9 +98,10 @@ def _parser() -> argparse.ArgumentParser:
         "Apache Beam (pip install \"tfsal[beam]\"); other --options go to Beam's "
         "PipelineOptions, written --name=value")
     beam.add_argument("--runner", default=None,
-                      help="run as a Beam pipeline: DirectRunner, DataflowRunner, FlinkRunner, "
-                           "SparkRunner, ...; IMAGES are then globs on any Beam file system "
-                           "(default: no Beam, this process)")
+                      help="run as a Beam pipeline: DirectRunner (Beam's FnApiRunner: this "
+                           "process, or --direct_num_workers=N), DataflowRunner, FlinkRunner, "
+                           "SparkRunner, PrismRunner, ...; IMAGES are then globs on any Beam "
+                           "file system (default: no Beam, this process)")
     beam.add_argument("--metric", action="append", default=None,
                       help="with --runner: a per-image metric aggregated over the data set "
                            "(deletion, insertion, allegiance, total_variation, "
