@@ -222,6 +222,20 @@ def file_digest(path: str) -> str:
 
 
 # ---------------------------------------------------------------------------- the run folder
+def run_folder_name(name: str, fingerprint: dict) -> str:
+    """`<model>-<digest>`: the model's display name made safe for a file name, and a digest of
+    the run fingerprint."""
+    from tfsal.fingerprint import digest
+
+    readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:48]
+    return f"{readable.strip('._') or 'model'}-{digest(fingerprint, 6)}"
+
+
+def map_name(key: str, method_tag: str, target: int) -> str:
+    """A raw map's file name under the run folder: `<input path>.<method>.class<c>.npy`."""
+    return f"{key}.{method_tag}.class{int(target)}.npy"
+
+
 class RunFolder:
     """The folder of one fingerprint under OUT: map file names, the records of what was
     written from which input, and the resume decision.
@@ -234,10 +248,7 @@ class RunFolder:
     """
 
     def __init__(self, out: Path, name: str, fingerprint: dict, inputs: list[Input]):
-        from tfsal.fingerprint import digest
-
-        readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:48]
-        self.path = out / f"{readable.strip('._') or 'model'}-{digest(fingerprint, 6)}"
+        self.path = out / run_folder_name(name, fingerprint)
         self.fingerprint = fingerprint
         self._inputs = {os.path.realpath(i.path) for i in inputs}
         try:
@@ -259,8 +270,8 @@ class RunFolder:
         return np.unique(np.asarray(keys, dtype=np.uint64))
 
     def map_file(self, item: Input, method_tag: str, target: int) -> Path:
-        """The raw map's .npy: `<input path>.<method>.class<c>.npy`."""
-        return self.path / f"{item.key}.{method_tag}.class{int(target)}.npy"
+        """The raw map's .npy (`map_name`)."""
+        return self.path / map_name(item.key, method_tag, target)
 
     def sheet_file(self, item: Input) -> Path:
         """The image's one figure of all its maps: `<input path>.maps.png`."""
@@ -339,20 +350,32 @@ def method_tag(name: str, options: dict) -> str:
 def targets_for(model, images: np.ndarray, rule: str, scores=None) -> list[np.ndarray]:
     """One (N,) int32 target array per requested rank ("top1", "top2", ...) or the class index
     given as text; `scores` (N, classes), if given, spare the prediction."""
-    k = rank_of(rule)
+    k = check_target_rule(rule, model.num_classes)
     if k is not None:
-        if not 1 <= k <= model.num_classes:
-            raise TfsalError(f"expected a target rule top1 … top{model.num_classes} for a model "
-                             f"of {model.num_classes} classes, received {rule!r}")
         order = np.argsort(-(model.predict(images) if scores is None else scores), axis=1,
                            kind="stable")
         return [order[:, r].astype(np.int32) for r in range(k)]
+    return [model.resolve_targets(images, int(rule))]
+
+
+def check_target_rule(rule: str, num_classes: int) -> int | None:
+    """k of a rank rule "topk", None for a class index; a TfsalError for a rule a model of
+    `num_classes` classes cannot serve (checked before any image is read)."""
+    from tfsal.targets import resolve_targets
+
+    k = rank_of(rule)
+    if k is not None:
+        if not 1 <= k <= num_classes:
+            raise TfsalError(f"expected a target rule top1 … top{num_classes} for a model "
+                             f"of {num_classes} classes, received {rule!r}")
+        return k
     try:
         index = int(rule)
     except ValueError:
         raise TfsalError(f"expected a target a class index, top1 or top2, received {rule!r}") \
             from None
-    return [model.resolve_targets(images, index)]
+    resolve_targets(index, 1, num_classes)  # the class range, with the library's message
+    return None
 
 
 def run_fingerprint(model, target_rule: str) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import apache_beam as beam
@@ -31,6 +31,7 @@ from tfsal.beam.handler import TfsalModelHandler, Todo, method_cost
 from tfsal.beam.metrics import METRICS, SummaryCombineFn, check_metrics, summary_files
 from tfsal.errors import TfsalError
 from tfsal.images import DEFAULT_MAX_PIXELS
+from tfsal.runs import map_name
 
 RECORD_SUFFIX = ".record.json"
 SUMMARY_JSON, SUMMARY_CSV, FAILED = "beam-summary.json", "beam-summary.csv", "beam-failed.jsonl"
@@ -64,7 +65,6 @@ class BeamRun:
     max_batch_weight: int = 32 * 64
     share_across_processes: bool | str = "auto"
     overwrite: bool = False
-    extra: dict = field(default_factory=dict)
 
     def handler(self) -> TfsalModelHandler:
         return TfsalModelHandler(
@@ -78,10 +78,6 @@ class BeamRun:
         from tfsal.targets import rank_of
 
         return rank_of(self.target_rule) or 1
-
-    def map_name(self, key: str, tag: str, target: int) -> str:
-        """`<input path>.<method>.class<c>.npy`, as `tfsal.runs.RunFolder.map_file`."""
-        return f"{key}.{tag}.class{int(target)}.npy"
 
 
 def prepare_run(source, *, out, methods=("vanilla_gradient",), target: str = "top1",
@@ -121,10 +117,8 @@ def prepare_run(source, *, out, methods=("vanilla_gradient",), target: str = "to
     Example:
         >>> run = prepare_run("model.keras", out="gs://bucket/maps", methods=["ig"])
     """
-    from tfsal.fingerprint import digest
     from tfsal.loading import custom_objects_from, load_model
-    from tfsal.runs import RUN_MARKER, RunFolder, run_fingerprint
-    from tfsal.targets import rank_of
+    from tfsal.runs import RUN_MARKER, check_target_rule, run_fingerprint, run_folder_name
 
     shipped = _shipped_methods(methods)
     metrics = check_metrics(metrics)
@@ -136,30 +130,12 @@ def prepare_run(source, *, out, methods=("vanilla_gradient",), target: str = "to
     if fit != "resize":  # as `tfsal explain`: other pixels, other maps
         fingerprint["fit"] = fit
     weights = fingerprint["model"]
-    k = rank_of(target)
-    if k is not None and not 1 <= k <= model.num_classes:
-        raise TfsalError(f"expected a target rule top1 … top{model.num_classes} for a model "
-                         f"of {model.num_classes} classes, received {target!r}")
-    if k is None:
-        try:
-            index = int(target)
-        except ValueError:
-            raise TfsalError(f"expected a target a class index, top1 or top2, received "
-                             f"{target!r}") from None
-        if not 0 <= index < model.num_classes:
-            raise TfsalError(f"expected a class index in 0 … {model.num_classes - 1}, "
-                             f"received {index}")
+    check_target_rule(target, model.num_classes)
     out = bio.absolute(str(out))
-    if bio.is_local(out):
-        from pathlib import Path
-
-        folder = str(RunFolder(Path(out), model.name, fingerprint, []).path)
-    else:
-        readable = "".join(c if c.isalnum() or c in "._-" else "_" for c in model.name)[:48]
-        folder = bio.join(out, f"{readable.strip('._') or 'model'}-{digest(fingerprint, 6)}")
-        marker = bio.join(folder, RUN_MARKER)
-        if not bio.exists(marker):
-            bio.write_atomically(marker, json.dumps(fingerprint, indent=2).encode())
+    folder = bio.join(out, run_folder_name(model.name, fingerprint))
+    marker = bio.join(folder, RUN_MARKER)  # as `tfsal.runs.RunFolder` (any file system)
+    if not bio.exists(marker):
+        bio.write_atomically(marker, json.dumps(fingerprint, indent=2).encode())
     batch_size = model.batch_size
     return BeamRun(
         source=str(source), load_options=dict(load_options), custom_objects=custom_objects,
@@ -309,7 +285,7 @@ class _Write(beam.DoFn):
         files = []  # (path, bytes) of the maps
         for r, rank in enumerate(out["ranks"], 1):
             for tag, array in rank["maps"].items():
-                npy = run.map_name(todo.key, tag, rank["target"])
+                npy = map_name(todo.key, tag, rank["target"])
                 files.append((bio.join(run.folder, npy), bio.npy_bytes(array)))
                 name, options = run.methods[tag]
                 entries = {k: v for k, v in entries.items()
