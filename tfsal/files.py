@@ -43,12 +43,14 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_write(path):
+def atomic_write(path, *, durable: bool = True):
     """Yield a binary handle to a temporary file next to `path`, renamed onto it on success.
 
     The data is flushed to disk (fsync) before the rename, so after a power loss `path` holds
-    either its old content or the whole new one. On any exception (including
-    KeyboardInterrupt) the temporary file is removed and `path` is left as it was.
+    either its old content or the whole new one. `durable=False` skips the flushes: the rename
+    is still atomic for every process, but after a power loss the file may be empty (for files
+    whose loss only costs a recomputation). On any exception (including KeyboardInterrupt) the
+    temporary file is removed and `path` is left as it was.
     """
     path = Path(path)
     make_dirs(path.parent)
@@ -56,13 +58,15 @@ def atomic_write(path):
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _sync_folder(path.parent)
+    if durable:
+        _sync_folder(path.parent)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -114,7 +114,8 @@ def load_image(path, size: tuple[int, int] | None = None,
     to [0, 1]; resized 640x480 to 224x224".
 
     Args:
-        path: the image file.
+        path: the image file, or its bytes as a binary file object (errors name it by its
+            str; `tfsal.beam` decodes images read from any Beam file system this way).
         size: (height, width) to resize to, or None to keep the file's size.
         max_pixels: refuse files whose declared width * height exceeds this, before decoding
             any pixels (a small file can declare a huge image: a "decompression bomb"). The
@@ -139,7 +140,7 @@ def load_image(path, size: tuple[int, int] | None = None,
     if fit not in FITS:
         raise TfsalError(f"expected fit in {FITS}, received {fit!r}")
     max_pixels = None if max_pixels is None else int(max_pixels)
-    path = Path(path)
+    path = path if hasattr(path, "read") else Path(path)
     try:
         with _pillow_pixel_limit(Image, max_pixels):
             return _decode(path, size, max_pixels, fit)

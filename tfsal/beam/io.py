@@ -13,7 +13,6 @@ name `.<name>.<random>.tmp` next to the target and `FileSystems.rename` it into 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -127,26 +126,10 @@ def write_atomically(path: str, data: bytes, *, durable: bool = True) -> None:
     only costs a recomputation (an image's record, read as absent when it does not parse).
     """
     if is_local(path):
-        if durable:
-            from tfsal.files import atomic_write
+        from tfsal.files import atomic_write
 
-            with atomic_write(_local(path)) as handle:
-                handle.write(data)
-            return
-        from tfsal.files import make_dirs
-
-        local = _local(path)
-        folder, name = os.path.split(local)
-        make_dirs(folder)
-        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
-        try:
-            with open(tmp, "xb") as handle:  # mode 0o666 less the umask, as atomic_write
-                handle.write(data)
-            os.replace(tmp, local)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        with atomic_write(_local(path), durable=durable) as handle:
+            handle.write(data)
         return
     folder, name = FileSystems.split(path)
     tmp = FileSystems.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
@@ -334,28 +317,12 @@ class _NamedBytes(io.BytesIO):
 
 def decode_image(item: ImageInput, size, *, fit: str = "resize",
                  max_pixels: int | None = DEFAULT_MAX_PIXELS):
-    """(image float32 (H, W, 3) in [0, 1], note) decoded as `tfsal.images.load_image` decodes
-    the same file: the same pixels, the same errors (TfsalError naming the source)."""
-    from PIL import Image
-
-    from tfsal import images
+    """(image float32 (H, W, 3) in [0, 1], note): `tfsal.images.load_image` of the bytes, so
+    the same pixels and the same errors as the same file locally (TfsalError naming the
+    source)."""
+    from tfsal.images import load_image
 
     if item.data.startswith(b"\0unreadable: "):
         raise TfsalError(f"expected a readable image file, received {item.source} "
                          f"({item.data[13:].decode(errors='replace')})")
-    if max_pixels is not None:
-        max_pixels = images.integer(max_pixels, "max_pixels", low=1, note="or None")
-    if fit not in images.FITS:
-        raise TfsalError(f"expected fit in {images.FITS}, received {fit!r}")
-    try:
-        with images._pillow_pixel_limit(Image, max_pixels):
-            return images._decode(_NamedBytes(item.data, item.source), size, max_pixels, fit)
-    except TfsalError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise TfsalError(f"expected an image of at most {max_pixels} pixels, received "
-                         f"{item.source}, which Pillow refused as a possible decompression "
-                         f"bomb ({images._first_line(exc)})") from None
-    except Exception as exc:  # any decoder failure is this one image's failure
-        raise TfsalError(f"expected a readable image file, received {item.source} "
-                         f"({images._first_line(exc)})") from None
+    return load_image(_NamedBytes(item.data, item.source), size, max_pixels=max_pixels, fit=fit)
