@@ -105,15 +105,16 @@ def evaluate(model, images, metric: str, *, methods=("vanilla_gradient",), masks
     if metric == "shift":
         return _shift(model, images, methods, out)
     targets = model.predicted_classes(images)
-    maps = {name: _comparable(METHODS[name](model, images, targets), images, reduction)
+    maps = {name: comparable(METHODS[name](model, images, targets), images, reduction)
             for name in methods}
     if metric in CURVES:
         return _curves(model, images, targets, maps, metric, fill, out)
     return _scores(maps, metric, masks, out)
 
 
-def _comparable(attributions: np.ndarray, images: np.ndarray, reduction: str) -> np.ndarray:
-    """(N, H, W) maps at image resolution."""
+def comparable(attributions: np.ndarray, images: np.ndarray,
+               reduction: str = "abs-max") -> np.ndarray:
+    """(N, H, W) maps at image resolution, as every metric here scores them."""
     if attributions.ndim == 3:  # CAM family: (N, h, w) feature-map resolution
         return visualize.upsample(attributions, images.shape[1:3])
     return visualize.reduce_channels(attributions, reduction)
@@ -142,8 +143,7 @@ def _scores(maps, metric, masks, out) -> Evaluation:
         if metric == "background":
             values[name] = 1.0 - mass_inside(m, masks)
         else:
-            scale = np.abs(m).reshape(len(m), -1).max(axis=1)
-            values[name] = total_variation(m / np.where(scale > 0, scale, 1)[:, None, None])
+            values[name] = scaled_total_variation(m)
     rows = [(name, i, float(v)) for name, vals in values.items() for i, v in enumerate(vals)]
     summary = {name: _statistics(v) for name, v in values.items()}
     ylabel = ("fraction of |attribution| outside the object" if metric == "background"
@@ -152,6 +152,12 @@ def _scores(maps, metric, masks, out) -> Evaluation:
     n_images = len(next(iter(values.values())))
     return _write(metric, summary, ("method", "image", "value"), rows, out, plot,
                   extra={"n_images": n_images})
+
+
+def scaled_total_variation(maps: np.ndarray) -> np.ndarray:
+    """(N,) total variation of (N, H, W) maps each scaled to max |value| 1."""
+    scale = np.abs(maps).reshape(len(maps), -1).max(axis=1)
+    return total_variation(maps / np.where(scale > 0, scale, 1)[:, None, None])
 
 
 def _signed(model, images, out) -> Evaluation:

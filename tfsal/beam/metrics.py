@@ -1,14 +1,15 @@
 """Metrics at scale: per-image scores with tfsal's metric functions, and Beam CombineFns that
 aggregate them over a whole data set (count, mean, standard deviation, standard error).
 
-Per-image scores (each map reduced as `tfsal.evaluation` reduces it: abs-max over channels,
+Per-image scores (each map reduced by `tfsal.evaluation.comparable`: abs-max over channels,
 CAM maps upsampled to the image):
 
 - deletion, insertion, allegiance: the area under the image's own curve
   (`tfsal.metrics.deletion_curve` / `insertion_curve` / `allegiance_curve`, per_image,
   trapezoid over the fractions). The mean over images equals the AUC of the mean curve that
   `tfsal evaluate` reports (the trapezoid is linear).
-- total_variation: of the map scaled to max |value| 1 (as `tfsal evaluate total_variation`).
+- total_variation: of the map scaled to max |value| 1 (`tfsal.evaluation.scaled_total_variation`,
+  as `tfsal evaluate total_variation`).
 - nonzero_fraction: share of pixels with nonzero attribution (`metrics.nonzero_fraction`).
 """
 
@@ -43,25 +44,21 @@ def per_image_scores(model, images, targets, maps, metrics, *, fill="black") -> 
     """{metric: (N,) float} for one method's maps of `images`."""
     if not metrics:
         return {}
-    from tfsal import visualize
-    from tfsal.evaluation import CURVES
-    from tfsal.metrics import nonzero_fraction, total_variation
+    from tfsal.evaluation import CURVES, comparable, scaled_total_variation
+    from tfsal.metrics import nonzero_fraction
 
-    maps = np.asarray(maps)
-    comparable = (visualize.upsample(maps, images.shape[1:3]) if maps.ndim == 3
-                  else visualize.reduce_channels(maps, "abs-max"))
+    maps = comparable(np.asarray(maps), images)
     scores = {}
     for metric in metrics:
         if metric in CURVE_METRICS:
             score = CURVES[metric]
-            curve = (score(model, images, comparable, fill=fill) if metric == "allegiance"
-                     else score(model, images, comparable, targets, fill=fill))
+            curve = (score(model, images, maps, fill=fill) if metric == "allegiance"
+                     else score(model, images, maps, targets, fill=fill))
             values = np.trapezoid(curve.per_image.astype(np.float64), curve.fractions, axis=1)
         elif metric == "total_variation":
-            scale = np.abs(comparable).reshape(len(comparable), -1).max(axis=1)
-            values = total_variation(comparable / np.where(scale > 0, scale, 1)[:, None, None])
+            values = scaled_total_variation(maps)
         else:
-            values = nonzero_fraction(comparable)
+            values = nonzero_fraction(maps)
         scores[metric] = [float(v) for v in values]
     return scores
 
