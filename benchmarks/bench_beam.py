@@ -7,8 +7,8 @@ model, reading and decoding the files, explaining, writing every map atomically.
 run in this process through `tfsal.cli.main` (what `tfsal explain DIR` and `tfsal explain DIR
 --runner DirectRunner` run); the local one with its per-image sheets of maps off (maps only: the
 work Beam does; `--with-sheets` also times the command as users run it, drawing one matplotlib
-figure per image). Each run is done once unmeasured first (its imports and first traces), then
-rounds are interleaved; medians.
+figure per image). Each run's maps are counted once, then `_timing.interleaved` warms every
+run up (imports, first traces) and times interleaved rounds; medians.
 
     python benchmarks/bench_beam.py [--n 256] [--rounds 7] [--scale 4] [--no-ig] [--quick]
                                     [--with-sheets] [--out FILE]
@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -45,7 +44,8 @@ def _images(folder: Path, n: int) -> None:
         Image.fromarray((image * 255).round().astype(np.uint8)).save(folder / f"{i:04d}.png")
 
 
-def _local(model, images, out, *, sheets: bool, ig: bool = False) -> float:
+def _local(model, images, out, *, sheets: bool, ig: bool = False) -> None:
+    """`tfsal explain DIR`, in this process (`tfsal.cli.main`), its sheets off unless asked."""
     from unittest import mock
 
     from tfsal import cli, plots
@@ -54,28 +54,20 @@ def _local(model, images, out, *, sheets: bool, ig: bool = False) -> float:
     def no_sheet(*args, **kwargs):
         raise TfsalError("sheets off for the benchmark")
 
-    start = time.perf_counter()
     with mock.patch.object(plots, "image_sheet", plots.image_sheet if sheets else no_sheet):
         status = cli.main(["explain", str(images), "--model", str(model), "--out", str(out),
                            *(["--method", "ig", "--param", "steps=16"] if ig else [])])
-    elapsed = time.perf_counter() - start
     assert status == 0, status
-    return elapsed
 
 
-def _beam(model, images, out, options, *, ig: bool = False) -> float:
+def _beam(model, images, out, options, *, ig: bool = False) -> None:
     """`tfsal explain DIR --runner DirectRunner [options]`, in this process as `_local`."""
     from tfsal import cli
 
-    start = time.perf_counter()
     status = cli.main(["explain", str(images), "--model", str(model), "--out", str(out),
                        *(["--method", "ig", "--param", "steps=16"] if ig else []),
                        "--runner", "DirectRunner", *options])
-    elapsed = time.perf_counter() - start
     assert status == 0, status
-    written = len(list(Path(out).rglob("*.npy")))
-    assert written == len(list(images.glob("*.png"))), written
-    return elapsed
 
 
 def main() -> int:
@@ -94,11 +86,14 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.n, args.rounds, args.scale = 32, 1, 2
+    from _timing import interleaved, report
+
     try:
         import apache_beam  # noqa: F401
     except ImportError:
-        return _write(args.out, f"{TITLE}\n\nNot measured: needs the beam extra "
-                                f"(`pip install \"tfsal[beam]\"`).\n")
+        report(f"{TITLE}\n\nNot measured: needs the beam extra (`pip install "
+               f"\"tfsal[beam]\"`).\n", args.out)
+        return 0
 
     import logging
 
@@ -132,18 +127,20 @@ def main() -> int:
             candidates[SCALED_BEAM] = lambda out: _beam(model, many, out, in_process)
         if args.with_sheets:  # minutes on 2 cores: matplotlib draws one figure per image
             candidates[SHEETS] = lambda out: _local(model, images, out, sheets=True)
-        times = {name: [] for name in candidates}
-        for name, candidate in candidates.items():  # each path's imports and first traces
-            candidate(work / f"warm-{abs(hash(name))}")
-        for r in range(args.rounds):
-            for name, candidate in candidates.items():
-                out = work / f"out-{r}-{abs(hash(name))}"
-                times[name].append(candidate(out))
-                shutil.rmtree(out, ignore_errors=True)
-                print(f"round {r + 1}: {name}: {times[name][-1]:.2f} s", file=sys.stderr,
-                      flush=True)
-        return _write(args.out, _report(args, {name: statistics.median(t)
-                                               for name, t in times.items()}))
+        for name, candidate in candidates.items():  # each writes a map of every image
+            out = work / f"check-{abs(hash(name))}"
+            candidate(out)
+            expected = len(list((many if name.startswith("scaled") else images).glob("*.png")))
+            assert len(list(out.rglob("*.npy"))) == expected, name
+        runs = itertools.count()  # every call into a fresh output folder: nothing resumed
+
+        def fresh(candidate):
+            return lambda: candidate(work / f"out-{next(runs)}")
+
+        medians = interleaved({name: fresh(c) for name, c in candidates.items()}, args.rounds,
+                              slow=frozenset({SHEETS}))
+        report(_report(args, medians), args.out)
+        return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -173,8 +170,8 @@ def _report(args, medians: dict) -> str:
         f"default) unless said; both commands run in this process through `tfsal.cli.main`, "
         f"the local one with its per-image sheets off (maps only: the pipeline's work), each "
         f"into a fresh output folder; wall time end to end (model loading, reading and "
-        f"decoding, explaining, every map written atomically); each run once unmeasured "
-        f"first (imports, first traces), then the median of {args.rounds} interleaved rounds. "
+        f"decoding, explaining, every map written atomically); each run warmed up first "
+        f"(imports, first traces), then the median of {args.rounds} interleaved rounds. "
         f"{os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Apache Beam "
         f"{_beam_version()}, Python {sys.version.split()[0]}; load average at the end "
         f"{os.getloadavg()[0]:.2f}, {datetime.date.today().isoformat()}.", "",
@@ -208,13 +205,6 @@ def _report(args, medians: dict) -> str:
             f"{'yes' if ratio >= TARGET else 'no'} |",
         ]
     return "\n".join(lines) + "\n"
-
-
-def _write(out, text: str) -> int:
-    print(text)
-    if out is not None:
-        Path(out).write_text(text)
-    return 0
 
 
 def _beam_version() -> str:
