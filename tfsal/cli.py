@@ -709,11 +709,7 @@ def _nonlinear_options(args) -> dict:
     """The loop's hyperparameters given on the command line (others: the library defaults)."""
     options = {}
     if args.levels is not None:
-        try:
-            options["levels"] = [float(v) for v in args.levels.split(",")]
-        except ValueError:
-            raise TfsalError(f"expected --levels comma-separated fractions such as 0,0.5,0.95, "
-                             f"received {args.levels!r}") from None
+        options["levels"] = _numbers(args.levels, "--levels", "fractions such as 0,0.5,0.95")
     if args.steps_per_level is not None:
         options["steps_per_level"] = args.steps_per_level
     if args.step_size is not None:
@@ -766,11 +762,11 @@ def _evaluate(args) -> int:
                              args.out)
 
 
-def _numbers(text: str, option: str) -> list[float]:
+def _numbers(text: str, option: str, what: str = "numbers") -> list[float]:
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
-        raise TfsalError(f"expected {option} comma-separated numbers, received {text!r}") \
+        raise TfsalError(f"expected {option} comma-separated {what}, received {text!r}") \
             from None
 
 
